@@ -1,0 +1,77 @@
+"""The `cdpsim` command: thin; each sub-command module parses its flags and calls the package."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from generator import __version__
+from generator.cli import demo, generate, load, replay, serve, validate
+from generator.errors import CdpsimError
+from generator.profile import ProfileError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="cdpsim",
+    help="Simulate a Sitecore CDP tenant's traffic: fixture datasets, load tests, demo seeding.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+for module in (generate, validate, serve, load, replay, demo):
+    module.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"cdpsim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Simulate a Sitecore CDP tenant's traffic."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; user errors become a readable message and an exit code."""
+    err = Console(stderr=True)
+    try:
+        app(args=argv, standalone_mode=False)
+    except ProfileError as exc:
+        err.print("[bold red]profile error[/]", highlight=False)
+        for problem in exc.problems:
+            err.print(f"  {exc.source}: {problem}", highlight=False, markup=False)
+        return 2
+    except CdpsimError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return exc.code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        return 1
+    except Exception as exc:  # click's usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

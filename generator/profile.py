@@ -1,0 +1,445 @@
+"""Profile schema and loading: the one place that validates a profile and explains its errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ATTRIBUTION_HOURS",
+    "Channel",
+    "Flow",
+    "FlowKind",
+    "LoadShape",
+    "Page",
+    "PointOfSale",
+    "Profile",
+    "ProfileError",
+    "Variant",
+    "load_profile",
+    "parse_profile",
+]
+
+# Triggered experiments count conversions inside these windows after the run (spec section 4).
+ATTRIBUTION_HOURS = (1, 3, 24, 72, 168)
+
+
+class ProfileError(Exception):
+    """A profile that cannot be used; `problems` holds one readable line per problem."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+class Channel(StrEnum):
+    AIRPORT_KIOSK = "AIRPORT_KIOSK"
+    BRANCH = "BRANCH"
+    CALL_CENTER = "CALL_CENTER"
+    EMAIL = "EMAIL"
+    GDS = "GDS"
+    KIOSK = "KIOSK"
+    MOBILE_APP = "MOBILE_APP"
+    MOBILE_WEB = "MOBILE_WEB"
+    SMS = "SMS"
+    OFFLINE = "OFFLINE"
+    OTA = "OTA"
+    OTHER = "OTHER"
+    WEB = "WEB"
+
+
+class Page(StrEnum):
+    """Kinds of page a journey visits; checkout is reached only by a purchase."""
+
+    HOME = "home"
+    CATEGORY = "category"
+    PRODUCT = "product"
+    SEARCH = "search"
+    CART = "cart"
+    CHECKOUT = "checkout"
+
+
+JOURNEY_PAGES = (Page.HOME, Page.CATEGORY, Page.PRODUCT, Page.SEARCH, Page.CART)
+
+
+class FlowKind(StrEnum):
+    EXPERIENCE = "experience"
+    EXPERIMENT = "experiment"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class LogNormal(_Frozen):
+    """A heavy-tailed positive quantity given by its median and log-space sigma."""
+
+    median: float = Field(gt=0)
+    sigma: float = Field(ge=0, le=4)
+
+
+class PointOfSale(_Frozen):
+    name: str = Field(min_length=1, pattern=r"^[^\s]+$")
+    channels: tuple[Channel, ...] = (Channel.WEB,)
+    language: str = Field(default="EN", pattern=r"^[A-Z]{2}$")
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    timezone: str = "UTC"
+    session_timeout_minutes: int = Field(default=20, ge=2, le=24 * 60, alias="sessionTimeoutMinutes")
+    share: float = Field(default=1.0, gt=0)
+    locale: str = "en_US"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Europe/Dublin)")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _some_channel(cls, value: tuple[Channel, ...]) -> tuple[Channel, ...]:
+        if not value:
+            raise ValueError("needs at least one channel")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a channel twice")
+        return value
+
+
+class Population(_Frozen):
+    guests: int = Field(default=1000, ge=1, le=50_000_000)
+    # Share of guests with 1, 2, 3 ... browsers.
+    browsers_per_guest: tuple[Probability, ...] = Field(
+        default=(0.7, 0.22, 0.08), alias="browsersPerGuest", min_length=1, max_length=3
+    )
+    # Mean sessions a guest starts per week; each guest's own rate is lognormal around it.
+    sessions_per_week: float = Field(default=2.0, gt=0, le=500, alias="sessionsPerWeek")
+    activity_sigma: float = Field(default=1.0, ge=0, le=3, alias="activitySigma")
+    identify_share: Probability = Field(default=0.3, alias="identifyShare")
+
+    @field_validator("browsers_per_guest")
+    @classmethod
+    def _sums_to_one(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        total = sum(value)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"shares sum to {total:g}, must be 1")
+        return value
+
+
+class Product(_Frozen):
+    type: str = Field(pattern=r"^[a-z0-9_]+$")
+    name: str = Field(min_length=1)
+    items: int = Field(default=20, ge=1, le=10_000)
+    price_range: tuple[float, float] = Field(default=(10.0, 100.0), alias="priceRange")
+    weight: float = Field(default=1.0, gt=0)
+
+    @field_validator("price_range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1]:
+            raise ValueError("must be [low, high] with 0 < low <= high")
+        return value
+
+
+class Behaviour(_Frozen):
+    # Relative session-start intensity per local hour (0-23) and weekday (Monday first).
+    daily_curve: tuple[float, ...] = Field(
+        default=(
+            *(0.2, 0.1, 0.05, 0.05, 0.05, 0.1, 0.3, 0.6, 0.8, 0.9, 1.0, 1.0),
+            *(1.1, 1.0, 0.9, 0.9, 1.0, 1.1, 1.3, 1.5, 1.6, 1.4, 1.0, 0.5),
+        ),
+        alias="dailyCurve",
+    )
+    weekly_curve: tuple[float, ...] = Field(
+        default=(1.0, 0.95, 0.95, 1.0, 1.1, 1.2, 1.1), alias="weeklyCurve"
+    )
+    landing: dict[Page, float] = Field(
+        default={Page.HOME: 0.5, Page.CATEGORY: 0.2, Page.PRODUCT: 0.2, Page.SEARCH: 0.1}
+    )
+    # Page -> next page -> probability; what is left of each row is the chance to leave.
+    transitions: dict[Page, dict[Page, float]] = Field(
+        default={
+            Page.HOME: {Page.CATEGORY: 0.45, Page.SEARCH: 0.2, Page.PRODUCT: 0.15},
+            Page.CATEGORY: {Page.PRODUCT: 0.55, Page.CATEGORY: 0.15, Page.HOME: 0.05},
+            Page.PRODUCT: {Page.PRODUCT: 0.3, Page.CATEGORY: 0.2, Page.CART: 0.1, Page.SEARCH: 0.1},
+            Page.SEARCH: {Page.PRODUCT: 0.6, Page.SEARCH: 0.15},
+            Page.CART: {Page.PRODUCT: 0.3, Page.HOME: 0.1},
+        }
+    )
+    max_pages: int = Field(default=40, ge=1, le=500, alias="maxPages")
+    page_gap_seconds: LogNormal = Field(
+        default=LogNormal(median=35, sigma=1.0), alias="pageGapSeconds"
+    )
+    add_to_cart_rate: Probability = Field(default=0.12, alias="addToCartRate")
+    organic_purchase_rate: Probability = Field(default=0.25, alias="organicPurchaseRate")
+    clear_cart_rate: Probability = Field(default=0.05, alias="clearCartRate")
+    force_close_rate: Probability = Field(default=0.03, alias="forceCloseRate")
+    # Share of conversions that happen in the exposure's own session; the rest wait for a later one.
+    same_session_conversion: Probability = Field(default=0.7, alias="sameSessionConversion")
+    catalog: tuple[Product, ...] = Field(
+        default=(
+            Product(type="running_shoes", name="Running shoes", items=40, priceRange=(60, 180)),
+            Product(type="apparel", name="Apparel", items=80, priceRange=(15, 90), weight=2.0),
+            Product(type="accessories", name="Accessories", items=60, priceRange=(5, 40)),
+        ),
+        min_length=1,
+    )
+
+    @field_validator("daily_curve")
+    @classmethod
+    def _daily(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if len(value) != 24:
+            raise ValueError(f"has {len(value)} values, needs 24 (one per local hour)")
+        if min(value) < 0 or sum(value) <= 0:
+            raise ValueError("values must be >= 0 and not all 0")
+        return value
+
+    @field_validator("weekly_curve")
+    @classmethod
+    def _weekly(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if len(value) != 7:
+            raise ValueError(f"has {len(value)} values, needs 7 (Monday first)")
+        if min(value) < 0 or sum(value) <= 0:
+            raise ValueError("values must be >= 0 and not all 0")
+        return value
+
+    @field_validator("landing")
+    @classmethod
+    def _landing(cls, value: dict[Page, float]) -> dict[Page, float]:
+        if Page.CHECKOUT in value:
+            raise ValueError("checkout cannot be a landing page (it is reached by a purchase)")
+        total = sum(value.values())
+        if min(value.values(), default=0) < 0 or abs(total - 1.0) > 1e-6:
+            raise ValueError(f"probabilities sum to {total:g}, must be 1")
+        return value
+
+    @field_validator("transitions")
+    @classmethod
+    def _transitions(cls, value: dict[Page, dict[Page, float]]) -> dict[Page, dict[Page, float]]:
+        problems = []
+        for page, row in value.items():
+            if page is Page.CHECKOUT or Page.CHECKOUT in row:
+                problems.append(f"{page}: checkout is reached only by a purchase")
+            total = sum(row.values())
+            if min(row.values(), default=0) < 0 or total > 1 + 1e-9:
+                problems.append(f"{page}: outgoing probabilities sum to {total:g}, must be at most 1")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @model_validator(mode="after")
+    def _catalog_unique(self) -> Behaviour:
+        types = [p.type for p in self.catalog]
+        if len(set(types)) != len(types):
+            raise ValueError("catalog: product types must be unique")
+        return self
+
+
+class Variant(_Frozen):
+    name: str = Field(min_length=1)
+    weight: Probability
+    conversion_rate: Probability = Field(alias="conversionRate")
+    ref: uuid.UUID | None = None
+
+
+class Flow(_Frozen):
+    friendly_id: str = Field(pattern=r"^[a-z0-9_]+$", alias="friendlyId")
+    kind: FlowKind = FlowKind.EXPERIMENT
+    ref: uuid.UUID | None = None
+    trigger_pages: tuple[Page, ...] = Field(alias="triggerPages", min_length=1)
+    # If given, a product page triggers the flow only for products of these types.
+    trigger_product_types: tuple[str, ...] = Field(default=(), alias="triggerProductTypes")
+    traffic_allocation: Probability = Field(default=1.0, alias="trafficAllocation")
+    goal_product_type: str = Field(alias="goalProductType")
+    attribution_hours: int = Field(default=24, alias="attributionHours")
+    decision_time_ms: LogNormal = Field(
+        default=LogNormal(median=23, sigma=0.45), alias="decisionTimeMs"
+    )
+    variants: tuple[Variant, ...] = Field(min_length=1, max_length=26)
+
+    @field_validator("attribution_hours")
+    @classmethod
+    def _window(cls, value: int) -> int:
+        if value not in ATTRIBUTION_HOURS:
+            raise ValueError(f"is {value}, must be one of {', '.join(map(str, ATTRIBUTION_HOURS))}")
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _weights(cls, value: tuple[Variant, ...]) -> tuple[Variant, ...]:
+        total = sum(v.weight for v in value)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"weights sum to {total:g}, must be 1")
+        names = [v.name for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique")
+        return value
+
+
+class LoadShape(_Frozen):
+    """How `cdpsim load` shapes its users over the run (Locust LoadTestShape)."""
+
+    shape: Literal["steady", "step", "spike", "diurnal"] = "steady"
+    users: int = Field(default=20, ge=1, le=100_000)
+    spawn_rate: float = Field(default=10.0, gt=0, alias="spawnRate")
+    run_time_seconds: float = Field(default=60.0, gt=0, alias="runTimeSeconds")
+    steps: int = Field(default=4, ge=1, le=100)
+    spike_users: int = Field(default=100, ge=1, le=100_000, alias="spikeUsers")
+    spike_at: Probability = Field(default=0.5, alias="spikeAt")
+    spike_length: Probability = Field(default=0.1, alias="spikeLength")
+    think_time_scale: float = Field(default=0.01, ge=0, le=1, alias="thinkTimeScale")
+    batch_size: int = Field(default=1, ge=1, le=10_000, alias="batchSize")
+
+
+class Profile(_Frozen):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    client_key: str = Field(pattern=r"^[A-Za-z0-9]{32}$", alias="clientKey")
+    start: dt.datetime
+    days: float = Field(default=7, gt=0, le=3660)
+    points_of_sale: tuple[PointOfSale, ...] = Field(alias="pointsOfSale", min_length=1)
+    population: Population = Population()
+    behaviour: Behaviour = Behaviour()
+    flows: tuple[Flow, ...] = ()
+    load: LoadShape = LoadShape()
+    # Filled in by load_profile, never by the YAML author.
+    source: str = Field(default="<profile>", exclude=True)
+    sha256: str = Field(default="", exclude=True)
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2025-01-06T00:00:00Z")
+        return value.astimezone(dt.UTC)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Profile:
+        problems: list[str] = []
+        names = [p.name for p in self.points_of_sale]
+        if len(set(names)) != len(names):
+            problems.append("pointsOfSale: names must be unique")
+        ids = [f.friendly_id for f in self.flows]
+        if len(set(ids)) != len(ids):
+            problems.append("flows: friendlyId values must be unique")
+        if len(self.flows) > 60:
+            problems.append("flows: at most 60 flows")
+        types = {p.type for p in self.behaviour.catalog}
+        goals: dict[str, int] = {}
+        for i, flow in enumerate(self.flows):
+            if flow.goal_product_type not in types:
+                problems.append(
+                    f"flows[{i}].goalProductType: {flow.goal_product_type!r} is not in "
+                    f"behaviour.catalog ({', '.join(sorted(types))})"
+                )
+            if flow.goal_product_type in goals:
+                problems.append(
+                    f"flows[{i}].goalProductType: {flow.goal_product_type!r} is already the goal "
+                    f"of flows[{goals[flow.goal_product_type]}]; goals must differ so that each "
+                    "conversion belongs to one flow"
+                )
+            goals.setdefault(flow.goal_product_type, i)
+            for t in flow.trigger_product_types:
+                if t not in types:
+                    problems.append(
+                        f"flows[{i}].triggerProductTypes: {t!r} is not in behaviour.catalog"
+                    )
+            if Page.CHECKOUT in flow.trigger_pages and len(flow.trigger_pages) == 1:
+                pass  # allowed: a checkout-page flow runs only for buyers
+        if types and goals and set(goals) >= types:
+            problems.append(
+                "behaviour.catalog: every product type is some flow's goal; keep at least one "
+                "type for organic baskets"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # Derived, stable identities: a flow's refs belong to the tenant, not to the run's seed.
+    def flow_ref(self, flow: Flow) -> uuid.UUID:
+        return flow.ref or _stable_uuid(self.client_key, "flow", flow.friendly_id)
+
+    def variant_ref(self, flow: Flow, variant: Variant) -> uuid.UUID:
+        return variant.ref or _stable_uuid(self.client_key, "variant", flow.friendly_id, variant.name)
+
+    @property
+    def end(self) -> dt.datetime:
+        return self.start + dt.timedelta(days=self.days)
+
+    def point_of_sale(self, name: str) -> PointOfSale | None:
+        return next((p for p in self.points_of_sale if p.name == name), None)
+
+    def flow(self, friendly_id: str) -> Flow | None:
+        return next((f for f in self.flows if f.friendly_id == friendly_id), None)
+
+
+def _stable_uuid(*parts: str) -> uuid.UUID:
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return uuid.UUID(bytes=digest[:16], version=4)
+
+
+def _loc(loc: tuple[int | str, ...], data: Any) -> str:
+    """Render a pydantic error location the way the YAML author wrote it: flows[0].variants."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def parse_profile(data: Any, source: str = "<profile>", sha256: str = "") -> Profile:
+    """Validate already-parsed YAML data into a Profile, or raise ProfileError."""
+    if not isinstance(data, dict):
+        raise ProfileError(source, ["the profile must be a mapping of fields (name, clientKey ...)"])
+    try:
+        profile = Profile.model_validate({**data, "source": source, "sha256": sha256})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = _loc(tuple(p for p in err["loc"] if not str(p).startswith("function-")), data)
+            msg = err["msg"].removeprefix("Value error, ")
+            for line in msg.split("\n"):
+                problems.append(f"{where}: {line}" if where else line)
+        raise ProfileError(source, problems) from None
+    return profile
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and validate a YAML profile file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ProfileError(str(path), ["no such file"]) from None
+    except OSError as exc:
+        raise ProfileError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ProfileError(str(path), [f"{where}not valid YAML ({problem})"]) from None
+    return parse_profile(data, source=str(path), sha256=hashlib.sha256(raw).hexdigest())

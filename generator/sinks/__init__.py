@@ -1,0 +1,1 @@
+"""Where events go: dataset files and HTTP targets."""
