@@ -25,8 +25,8 @@ def envelope(
     *,
     ref: str,
     client_key: str,
-    created_ms: int,
-    modified_ms: int,
+    created_at: str,
+    modified_at: str,
     type: str,
     channel: str,
     point_of_sale: str,
@@ -35,12 +35,12 @@ def envelope(
     arbitrary_data: dict[str, Any],
     status: str = "PROCESSED",
 ) -> dict[str, Any]:
-    """A stored event of a client-sent type, fields in CDP's order."""
+    """A stored event of a client-sent type, fields in CDP's order (times from iso_ms)."""
     return {
         "ref": ref,
         "clientKey": client_key,
-        "createdAt": iso_ms(created_ms),
-        "modifiedAt": iso_ms(modified_ms),
+        "createdAt": created_at,
+        "modifiedAt": modified_at,
         "type": type,
         "status": status,
         "channel": channel,
@@ -55,8 +55,8 @@ def tracking_event(
     *,
     ref: str,
     client_key: str,
-    created_ms: int,
-    modified_ms: int,
+    created_at: str,
+    modified_at: str,
     channel: str,
     point_of_sale: str,
     browser_ref: str,
@@ -84,8 +84,8 @@ def tracking_event(
     return {
         "ref": ref,
         "clientKey": client_key,
-        "createdAt": iso_ms(created_ms),
-        "modifiedAt": iso_ms(modified_ms),
+        "createdAt": created_at,
+        "modifiedAt": modified_at,
         "type": "TRACKING",
         "status": "PROCESSED",
         "channel": channel,

@@ -1,0 +1,204 @@
+"""Rendering a block's simulated facts as stored-form events and guest records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from generator.events.stored import envelope, tracking_event
+from generator.events.types import EventType
+from generator.model.block import PAY_TYPES, BlockFacts
+from generator.model.pools import EMAIL_DOMAINS, ascii_slug
+from generator.model.world import World
+from generator.profile import Page
+
+__all__ = ["BlockRenderer", "iso_array"]
+
+_PAGES = tuple(Page)
+
+
+def iso_array(ms: np.ndarray) -> list[str]:
+    """Epoch milliseconds to ISO-8601 UTC strings with a Z, in bulk."""
+    text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
+    return [t + "Z" for t in text.tolist()]
+
+
+class BlockRenderer:
+    """Turns BlockFacts into stored-form event dicts and guest records for one world."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        profile = world.profile
+        catalog = world.catalog
+        self.client_key = profile.client_key
+        self.pos_names = tuple(p.name for p in profile.points_of_sale)
+        self.pos_channels = tuple(tuple(str(c) for c in p.channels) for p in profile.points_of_sale)
+        self.pos_language = tuple(p.language for p in profile.points_of_sale)
+        self.pos_currency = tuple(p.currency for p in profile.points_of_sale)
+        self.friendly_ids = tuple(f.friendly_id for f in profile.flows)
+        self.type_label = tuple(p.name for p in profile.behaviour.catalog)
+        self.item_ids = catalog.item_ids
+        self.item_names = catalog.item_names
+        self.item_price = catalog.item_price.tolist()
+        self.item_type = catalog.item_type.tolist()
+        self.type_names = catalog.type_names
+
+    def guest_name(self, facts: BlockFacts, g: int) -> tuple[str, str, str]:
+        pool = self.world.pools.names[int(facts.guest_pos[g])]
+        first = pool.first[int(facts.guest_first_name[g])]
+        last = pool.last[int(facts.guest_last_name[g])]
+        domain = EMAIL_DOMAINS[int(facts.guest_domain[g])]
+        email = f"{ascii_slug(first)}.{ascii_slug(last)}.{facts.first_guest + g}@{domain}"
+        return first, last, email
+
+    def guests(self, facts: BlockFacts) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(global guest index, record) for every guest of the block, with type VISITOR."""
+        guest_refs = facts.guest_ref.tolist()
+        browser_refs = facts.browser_ref.tolist()
+        agents = self.world.pools.user_agents
+        for g, gref in enumerate(guest_refs):
+            pos = int(facts.guest_pos[g])
+            first, last, email = self.guest_name(facts, g)
+            b0 = int(facts.guest_browsers[g])
+            browsers = [
+                {
+                    "browserRef": browser_refs[b].decode(),
+                    "channel": self.pos_channels[pos][int(facts.browser_channel[b])],
+                    "userAgent": agents[int(facts.browser_agent[b])],
+                }
+                for b in range(b0, b0 + int(facts.guest_browser_count[g]))
+            ]
+            yield (
+                facts.first_guest + g,
+                {
+                    "guestRef": gref.decode(),
+                    "type": "VISITOR",
+                    "firstName": first,
+                    "lastName": last,
+                    "name": f"{first} {last}",
+                    "email": email,
+                    "pointOfSale": self.pos_names[pos],
+                    "language": self.pos_language[pos],
+                    "browsers": browsers,
+                },
+            )
+
+    def events(self, facts: BlockFacts) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(event index in facts, stored event) in the block's (createdAt, ref) order."""
+        E = EventType
+        n = len(facts)
+        created = iso_array(facts.created_ms)
+        modified = iso_array(facts.modified_ms)
+        refs = [r.decode() for r in facts.ref.tolist()]
+        types = facts.type.tolist()
+        sessions = facts.session.tolist()
+        pages = facts.page.tolist()
+        items = facts.item.tolist()
+        session_refs = [r.decode() for r in facts.session_ref.tolist()]
+        session_browser = facts.session_browser.tolist()
+        browser_refs = [r.decode() for r in facts.browser_ref.tolist()]
+        browser_guest = facts.browser_guest.tolist()
+        browser_channel = facts.browser_channel.tolist()
+        guest_pos = facts.guest_pos.tolist()
+        order_refs = facts.session_order_ref.tolist()
+        pay_types = facts.session_pay_type.tolist()
+        guest_refs: list[str] | None = None
+        carts: dict[int, list[int]] = {}
+        client_key = self.client_key
+        for i in range(n):
+            s = sessions[i]
+            b = session_browser[s]
+            g = browser_guest[b]
+            pos = guest_pos[g]
+            channel = self.pos_channels[pos][browser_channel[b]]
+            t = types[i]
+            if t == E.TRACKING:
+                if guest_refs is None:
+                    guest_refs = [r.decode() for r in facts.guest_ref.tolist()]
+                f = int(facts.flow[i])
+                v = int(facts.variant[i])
+                yield (
+                    i,
+                    tracking_event(
+                        ref=refs[i],
+                        client_key=client_key,
+                        created_at=created[i],
+                        modified_at=modified[i],
+                        channel=channel,
+                        point_of_sale=self.pos_names[pos],
+                        browser_ref=browser_refs[b],
+                        session_ref=session_refs[s],
+                        flow_execution_ref=facts.execution_ref[i].decode(),
+                        occurred_ms=int(facts.occurred_ms[i]),
+                        flow_ref=self.world.flow_refs[f],
+                        flow_friendly_id=self.friendly_ids[f],
+                        flow_variant_ref=self.world.variant_refs[f][v],
+                        guest_ref=guest_refs[g],
+                        execution_ms=int(facts.execution_ms[i]),
+                    ),
+                )
+                continue
+            data: dict[str, Any] = {}
+            page = pages[i]
+            item = items[i]
+            if t == E.VIEW or t == E.SEARCH or t == E.ADD:
+                data["page"] = self._page_name(page, item)
+            data["language"] = self.pos_language[pos]
+            data["currency"] = self.pos_currency[pos]
+            if t == E.SEARCH:
+                data["product_name"] = self.type_label[item]
+                data["product_type"] = self.type_names[item]
+            elif t == E.ADD:
+                carts.setdefault(s, []).append(item)
+                data["product"] = {
+                    "type": self.type_names[self.item_type[item]].upper(),
+                    "item_id": self.item_ids[item],
+                    "name": self.item_names[item],
+                    "orderedAt": created[i],
+                    "quantity": 1,
+                    "price": self.item_price[item],
+                    "productId": self.item_ids[item],
+                    "currency": self.pos_currency[pos],
+                    "referenceId": order_refs[s].decode(),
+                }
+            elif t == E.CONFIRM:
+                data["product"] = [{"item_id": self.item_ids[x]} for x in carts.get(s, [])]
+            elif t == E.CHECKOUT:
+                data["reference_id"] = order_refs[s].decode()
+                data["status"] = "PURCHASED"
+                carts.pop(s, None)
+            elif t == E.PAYMENT:
+                data["pay_type"] = PAY_TYPES[pay_types[s]]
+            elif t == E.CLEAR_CART:
+                carts.pop(s, None)
+            elif t == E.IDENTITY:
+                first, last, email = self.guest_name(facts, g)
+                data["email"] = email
+                data["firstname"] = first
+                data["lastname"] = last
+                data["identifiers"] = [{"provider": "email", "id": email}]
+            yield (
+                i,
+                envelope(
+                    ref=refs[i],
+                    client_key=client_key,
+                    created_at=created[i],
+                    modified_at=modified[i],
+                    type=E(t).name,
+                    channel=channel,
+                    point_of_sale=self.pos_names[pos],
+                    browser_ref=browser_refs[b],
+                    session_ref=session_refs[s],
+                    arbitrary_data=data,
+                ),
+            )
+
+    def _page_name(self, page: int, item: int) -> str:
+        kind = _PAGES[page]
+        if kind is Page.PRODUCT:
+            return f"product/{self.item_ids[item]}"
+        if kind is Page.CATEGORY:
+            return f"category/{self.type_names[item]}"
+        return kind.value

@@ -1,0 +1,58 @@
+"""Faker-built pools (names, user agents), made once per run and sampled by index in the hot path."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from faker import Faker
+
+from generator.profile import Profile
+
+__all__ = ["EMAIL_DOMAINS", "POOL_SIZE", "Pools", "ascii_slug"]
+
+POOL_SIZE = 512
+# Reserved for documentation (RFC 2606): no generated person can receive mail.
+EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
+
+
+@dataclass(frozen=True, slots=True)
+class NamePool:
+    first: tuple[str, ...]
+    last: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pools:
+    """Per point of sale name pools (in its locale) and one user-agent pool."""
+
+    names: tuple[NamePool, ...]
+    user_agents: tuple[str, ...]
+
+    @classmethod
+    def build(cls, profile: Profile, seed: int) -> Pools:
+        names = []
+        for pos in profile.points_of_sale:
+            try:
+                fake = Faker(pos.locale)
+            except AttributeError:
+                fake = Faker("en_US")
+            fake.seed_instance(seed)
+            names.append(
+                NamePool(
+                    first=tuple(fake.first_name() for _ in range(POOL_SIZE)),
+                    last=tuple(fake.last_name() for _ in range(POOL_SIZE)),
+                )
+            )
+        agents = Faker("en_US")
+        agents.seed_instance(seed)
+        return cls(
+            names=tuple(names), user_agents=tuple(agents.user_agent() for _ in range(POOL_SIZE))
+        )
+
+
+def ascii_slug(text: str) -> str:
+    """A lower-case ASCII form of a name for an email's local part."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = "".join(c for c in folded.lower() if c.isalnum())
+    return slug or "guest"
