@@ -1,0 +1,273 @@
+"""The server's SQLite ledger (WAL): one writer thread commits many requests per transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["EventRow", "Job", "Ledger", "LedgerError", "Origin"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    ref TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    browser_ref TEXT,
+    session_ref TEXT,
+    channel TEXT,
+    created_ms INTEGER NOT NULL,
+    origin INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS browsers (
+    ref TEXT PRIMARY KEY,
+    guest_ref TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY,
+    status INTEGER NOT NULL,
+    body BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+_INSERT_EVENT = (
+    "INSERT OR IGNORE INTO events "
+    "(ref, type, browser_ref, session_ref, channel, created_ms, origin, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_BROWSER = "INSERT OR IGNORE INTO browsers (ref, guest_ref, created_ms) VALUES (?, ?, ?)"
+_INSERT_ANSWER = "INSERT OR IGNORE INTO answers (key, status, body) VALUES (?, ?, ?)"
+
+
+class Origin:
+    """Where a stored event came from: the Stream API (it moves sessions) or `/v1/ingest`."""
+
+    STREAM = 0
+    INGEST = 1
+
+
+class LedgerError(Exception):
+    """The ledger could not commit; nothing in the failed batch was acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    ref: str
+    type: str
+    browser_ref: str | None
+    session_ref: str | None
+    channel: str | None
+    created_ms: int
+    origin: int
+    body: bytes
+
+
+# What a job turns into once its rows are in the transaction: (status, body) given which of its
+# events were new. Rendered inside the transaction so an idempotent answer is stored with them.
+Render = Callable[[list[bool]], tuple[int, bytes]]
+
+
+@dataclass(slots=True)
+class Job:
+    """One request's writes: events, perhaps a browser, and the answer to keep for its key."""
+
+    render: Render
+    events: list[EventRow] = field(default_factory=list)
+    browser: tuple[str, str, int] | None = None
+    answer_key: str | None = None
+    future: asyncio.Future[tuple[int, bytes, list[bool]]] | None = None
+
+
+_STOP = object()
+
+
+class Ledger:
+    """SQLite in WAL mode at `path`. Writes go through `submit` and resolve after COMMIT."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "FULL",
+        queue_limit: int = 20_000,
+        max_batch: int = 4_000,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.queue_limit = queue_limit
+        self.max_batch = max_batch
+        self.pending_rows = 0
+        self.commits = 0
+        self.committed_jobs = 0
+        self.largest_batch = 0
+        self.on_commit: Callable[[Job, list[bool]], None] = lambda job, inserted: None
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._reader: sqlite3.Connection | None = None
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the schema and the read connection; call before `start`."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        conn.executescript(_SCHEMA)
+        conn.close()
+        self._reader = self._connect()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer, checkpoint the WAL into the database file."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+        if self._reader is not None:
+            self._reader.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._reader.close()
+            self._reader = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    # --- reads (event-loop thread) ----------------------------------------------------------
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise LedgerError("the ledger is not open")
+        return self._reader
+
+    def answer(self, key: str) -> tuple[int, bytes] | None:
+        row = self.reader.execute(
+            "SELECT status, body FROM answers WHERE key = ?", (key,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def counts_by_type(self) -> Counter[str]:
+        rows = self.reader.execute("SELECT type, count(*) FROM events GROUP BY type")
+        return Counter({str(t): int(n) for t, n in rows})
+
+    def browsers(self) -> dict[str, str]:
+        return {
+            str(b): str(g) for b, g in self.reader.execute("SELECT ref, guest_ref FROM browsers")
+        }
+
+    def session_count(self) -> int:
+        row = self.reader.execute(
+            "SELECT count(DISTINCT session_ref) FROM events WHERE origin = ?", (Origin.STREAM,)
+        ).fetchone()
+        return int(row[0])
+
+    def stream_events(self) -> Iterator[tuple[str, str, str, int, str]]:
+        """(browser, channel, session, created_ms, type) of Stream events in commit order."""
+        yield from self.reader.execute(
+            "SELECT browser_ref, channel, session_ref, created_ms, type FROM events "
+            "WHERE origin = ? ORDER BY seq",
+            (Origin.STREAM,),
+        )
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def has_room(self, rows: int) -> bool:
+        # A batch bigger than the whole queue is still let in when the queue is empty.
+        return self.pending_rows == 0 or self.pending_rows + rows <= self.queue_limit
+
+    def submit(self, job: Job) -> asyncio.Future[tuple[int, bytes, list[bool]]]:
+        """Queue a job (check `has_room` first); the future resolves once it is committed."""
+        if self._loop is None:
+            raise LedgerError("the ledger writer is not running")
+        job.future = self._loop.create_future()
+        self.pending_rows += max(1, len(job.events))
+        self._queue.put(job)
+        return job.future
+
+    def _write_loop(self) -> None:
+        conn = self._connect()
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            assert isinstance(first, Job)
+            jobs = [first]
+            rows = len(first.events)
+            # Group commit: everything that queued up while the last COMMIT ran goes in this one.
+            while rows < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stopping = True
+                    break
+                assert isinstance(more, Job)
+                jobs.append(more)
+                rows += len(more.events)
+            results = self._commit(conn, jobs)
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._settle, jobs, results)
+        conn.close()
+
+    def _commit(
+        self, conn: sqlite3.Connection, jobs: list[Job]
+    ) -> list[tuple[int, bytes, list[bool]]] | LedgerError:
+        results: list[tuple[int, bytes, list[bool]]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                if job.browser is not None:
+                    conn.execute(_INSERT_BROWSER, job.browser)
+                inserted = [
+                    conn.execute(_INSERT_EVENT, row_values(e)).rowcount == 1 for e in job.events
+                ]
+                status, body = job.render(inserted)
+                if job.answer_key is not None and 200 <= status < 300:
+                    conn.execute(_INSERT_ANSWER, (job.answer_key, status, body))
+                results.append((status, body, inserted))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return LedgerError(f"commit failed: {exc}")
+        return results
+
+    def _settle(
+        self, jobs: list[Job], results: list[tuple[int, bytes, list[bool]]] | LedgerError
+    ) -> None:
+        """On the event loop: answer the waiting requests of a committed (or failed) batch."""
+        self.commits += 1
+        self.committed_jobs += len(jobs)
+        self.largest_batch = max(self.largest_batch, len(jobs))
+        for i, job in enumerate(jobs):
+            self.pending_rows -= max(1, len(job.events))
+            assert job.future is not None
+            if job.future.done():  # the request was cancelled (client went away)
+                if not isinstance(results, LedgerError):
+                    self.on_commit(job, results[i][2])
+                continue
+            if isinstance(results, LedgerError):
+                job.future.set_exception(results)
+            else:
+                self.on_commit(job, results[i][2])
+                job.future.set_result(results[i])
+
+
+def row_values(e: EventRow) -> tuple[object, ...]:
+    return (e.ref, e.type, e.browser_ref, e.session_ref, e.channel, e.created_ms, e.origin, e.body)

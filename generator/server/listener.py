@@ -1,0 +1,58 @@
+"""Runs the app under uvicorn (httptools, uvloop) until SIGINT or SIGTERM, then drains."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import uvicorn
+
+from generator.errors import CdpsimError
+from generator.server.app import ServerConfig, StreamApp
+
+__all__ = ["is_loopback", "serve"]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(config: ServerConfig) -> None:
+    """Serve until a signal; uvicorn waits for in-flight requests, then the ledger closes."""
+    _check_port_free(config.host, config.port)
+    app = StreamApp(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            date_header=False,
+            backlog=4096,
+            timeout_keep_alive=30,
+        )
+    )
+    server.run()
+    if not server.started:
+        raise CdpsimError("the server did not start (see the messages above)", code=1)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A readable error for a taken port, before the ledger is opened."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CdpsimError(f"cannot listen on {host}:{port}: {exc.strerror}", code=1) from None

@@ -1,0 +1,364 @@
+"""The simulated CDP tenant behind the Stream API: browsers, sessions, flows, and their ledger."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from generator.events.stored import envelope, iso_ms, parse_iso_ms, tracking_event
+from generator.events.wire import arbitrary_data_from_wire
+from generator.model.assignment import FlowTable, assign_one
+from generator.profile import Channel, PointOfSale, Profile
+from generator.server.answers import Answer, error, json_answer
+from generator.server.ingest import check_stored, ingest_lines
+from generator.server.keys import mask_key
+from generator.server.ledger import EventRow, Job, Ledger, LedgerError, Origin
+from generator.server.sessions import SessionBook
+
+__all__ = ["Tenant", "TenantStats"]
+
+_CHANNELS = frozenset(c.value for c in Channel)
+_OK_EVENT_HEAD = b'{"status":"OK","version":"1.2","ref":"'
+
+
+class TenantStats:
+    """What `/_cdpsim/stats` reports; `stored` is the whole ledger, the rest since start."""
+
+    def __init__(self) -> None:
+        self.stored: Counter[str] = Counter()
+        self.duplicates = 0
+        self.rejected: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+
+
+class Tenant:
+    """Answers Stream API calls for one profile; a 2xx that stores something waits for COMMIT."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        ledger: Ledger,
+        *,
+        rng: random.Random,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.profile = profile
+        self.client_key = profile.client_key
+        self.ledger = ledger
+        self.stats = TenantStats()
+        self.browsers: dict[str, str] = {}  # browser ref -> guest ref
+        self.sessions = SessionBook(self.new_ref)
+        self._rng = rng
+        self._clock = clock
+        self._pos: dict[str, PointOfSale] = {p.name: p for p in profile.points_of_sale}
+        self._flows = FlowTable(profile)
+        self._flow_index = {f.friendly_id: i for i, f in enumerate(profile.flows)}
+        self._flow_refs = [str(profile.flow_ref(f)) for f in profile.flows]
+        self._variant_refs = [
+            [str(profile.variant_ref(f, v)) for v in f.variants] for f in profile.flows
+        ]
+        ledger.on_commit = self._committed
+
+    # --- start-up ---------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Reload what the ledger holds, so a restart (even after SIGKILL) carries on."""
+        self.browsers = self.ledger.browsers()
+        self.stats.stored = self.ledger.counts_by_type()
+        last: dict[tuple[str, str], tuple[str, int, str]] = {}
+        for browser, channel, session, created_ms, type_ in self.ledger.stream_events():
+            last[(browser, channel)] = (session, created_ms, type_)
+        for (browser, channel), (session, created_ms, type_) in last.items():
+            self.sessions.restore(browser, channel, session, created_ms, type_ == "FORCE_CLOSE")
+        self.sessions.opened = self.ledger.session_count()
+
+    def new_ref(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # --- endpoints --------------------------------------------------------------------------
+
+    async def browser_create(self, client_key: str | None, key: str | None) -> Answer:
+        if client_key != self.client_key:
+            return _bad_key(client_key)
+        if not self.ledger.has_room(1):
+            return _queue_full()
+        browser, guest = self.new_ref(), self.new_ref()
+        body = orjson.dumps(
+            {
+                "status": "OK",
+                "version": "1.2",
+                "client_key": self.client_key,
+                "ref": browser,
+                "customer_ref": guest,
+            }
+        )
+        job = Job(lambda _: (200, body), browser=(browser, guest, self._now_ms()), answer_key=key)
+        return await self._commit(job)
+
+    async def event(self, msg: dict[str, Any], key: str | None) -> Answer:
+        """`POST /v1.2/events` and its GET form, after the body became a JSON object."""
+        type_ = msg.get("type")
+        if not isinstance(type_, str) or not type_:
+            return error(400, "missing_type", "the event has no `type`")
+        browser_id = msg.get("browser_id")
+        if not isinstance(browser_id, str) or not browser_id:
+            return error(400, "missing_browser_id", "the event has no `browser_id`")
+        client_key = msg.get("client_key")
+        if client_key != self.client_key:
+            return _bad_key(client_key)
+        if type_ == "TRACKING" or type_.startswith("SC_") or not type_.isupper():
+            return error(
+                400,
+                "bad_type",
+                f"`type` {type_!r} is not a client event type (upper case, not TRACKING, "
+                "not starting SC_)",
+            )
+        guest = self.browsers.get(browser_id)
+        if guest is None:
+            return error(404, "unknown_browser", f"no browser {browser_id!r} on this tenant")
+        pos_name = msg.get("pos")
+        if not isinstance(pos_name, str) or not pos_name:
+            return error(400, "missing_pos", "the event has no `pos` (point of sale)")
+        pos = self._pos.get(pos_name)
+        if pos is None:
+            # CDP answers 201 and silently drops an event for an unknown point of sale.
+            self.stats.dropped["unknown_pos"] += 1
+            return Answer(201, b'{"status":"OK","version":"1.2"}')
+        channel = msg.get("channel") or pos.channels[0].value
+        if channel not in _CHANNELS:
+            return error(400, "bad_channel", f"`channel` {channel!r} is not a CDP channel")
+        if type_ == "IDENTITY" and not _has_identifiers(msg.get("identifiers")):
+            return error(
+                400, "missing_identifiers", "IDENTITY needs `identifiers: [{provider, id}]`"
+            )
+        if not self.ledger.has_room(1):
+            return _queue_full()
+        now = self._now_ms()
+        session = self.sessions.touch(
+            browser_id,
+            channel,
+            now,
+            pos.session_timeout_minutes * 60_000,
+            close=type_ == "FORCE_CLOSE",
+        )
+        ref = self.new_ref()
+        stored = envelope(
+            ref=ref,
+            client_key=self.client_key,
+            created_at=iso_ms(now),
+            modified_at=iso_ms(now),
+            type=type_,
+            channel=channel,
+            point_of_sale=pos.name,
+            browser_ref=browser_id,
+            session_ref=session,
+            arbitrary_data=arbitrary_data_from_wire(msg),
+        )
+        row = EventRow(
+            ref, type_, browser_id, session, channel, now, Origin.STREAM, orjson.dumps(stored)
+        )
+        body = _OK_EVENT_HEAD + ref.encode() + b'"}'
+        return await self._commit(Job(lambda _: (201, body), [row], answer_key=key))
+
+    async def call_flows(self, msg: dict[str, Any], key: str | None) -> Answer:
+        """`POST /v2/callFlows`: run the flow for the browser's guest and record a TRACKING."""
+        client_key = msg.get("clientKey", msg.get("client_key"))
+        if client_key != self.client_key:
+            return _bad_key(client_key)
+        friendly_id = msg.get("friendlyId")
+        if not isinstance(friendly_id, str) or not friendly_id:
+            return error(400, "missing_friendly_id", "callFlows needs `friendlyId`")
+        index = self._flow_index.get(friendly_id)
+        if index is None:
+            known = ", ".join(self._flow_index) or "none"
+            return error(
+                404,
+                "unknown_flow",
+                f"no flow with friendlyId {friendly_id!r} on this tenant (known: {known})",
+            )
+        browser_id = msg.get("browserId")
+        if not isinstance(browser_id, str) or not browser_id:
+            return error(
+                400,
+                "missing_browser_id",
+                "callFlows needs `browserId` (email and identifiers look-ups are not simulated)",
+            )
+        guest = self.browsers.get(browser_id)
+        if guest is None:
+            return error(404, "unknown_browser", f"no browser {browser_id!r} on this tenant")
+        pos = self._pos.get(msg.get("pointOfSale") or "")
+        if pos is None:
+            known = ", ".join(self._pos)
+            return error(
+                400,
+                "unknown_pos",
+                f"`pointOfSale` {msg.get('pointOfSale')!r} is not a point of sale of this "
+                f"tenant (known: {known})",
+            )
+        channel = msg.get("channel") or pos.channels[0].value
+        if channel not in _CHANNELS:
+            return error(400, "bad_channel", f"`channel` {channel!r} is not a CDP channel")
+        flow = self.profile.flows[index]
+        flow_ref = self._flow_refs[index]
+        variant = assign_one(self._flows, index, guest)
+        if variant < 0:
+            # Outside the experiment's traffic allocation: nothing runs, nothing is recorded.
+            return json_answer(
+                200,
+                {
+                    "friendlyId": friendly_id,
+                    "flowRef": flow_ref,
+                    "variant": None,
+                    "reason": "guest is outside the flow's traffic allocation",
+                },
+            )
+        if not self.ledger.has_room(1):
+            return _queue_full()
+        occurred = self._now_ms()
+        spread = flow.decision_time_ms
+        execution_ms = max(1, round(spread.median * math.exp(spread.sigma * self._rng.gauss())))
+        created = occurred + execution_ms + self._rng.randint(2, 12)
+        session = self.sessions.touch(
+            browser_id, channel, occurred, pos.session_timeout_minutes * 60_000
+        )
+        ref, execution_ref = self.new_ref(), self.new_ref()
+        variant_ref = self._variant_refs[index][variant]
+        stored = tracking_event(
+            ref=ref,
+            client_key=self.client_key,
+            created_at=iso_ms(created),
+            modified_at=iso_ms(created + self._rng.randint(1, 15)),
+            channel=channel,
+            point_of_sale=pos.name,
+            browser_ref=browser_id,
+            session_ref=session,
+            flow_execution_ref=execution_ref,
+            occurred_ms=occurred,
+            flow_ref=flow_ref,
+            flow_friendly_id=friendly_id,
+            flow_variant_ref=variant_ref,
+            guest_ref=guest,
+            execution_ms=execution_ms,
+        )
+        row = EventRow(
+            ref,
+            "TRACKING",
+            browser_id,
+            session,
+            channel,
+            created,
+            Origin.STREAM,
+            orjson.dumps(stored),
+        )
+        body = orjson.dumps(
+            {
+                "friendlyId": friendly_id,
+                "flowRef": flow_ref,
+                "flowExecutionRef": execution_ref,
+                "variant": {"ref": variant_ref, "name": flow.variants[variant].name},
+                "guestRef": guest,
+                "browserRef": browser_id,
+                "sessionRef": session,
+            }
+        )
+        return await self._commit(Job(lambda _: (200, body), [row], answer_key=key))
+
+    async def ingest(self, body: bytes, key: str | None) -> Answer:
+        """`POST /v1/ingest`: stored-form events kept as they are; a known ref is a duplicate."""
+        rows: list[EventRow] = []
+        rejected: list[dict[str, Any]] = []
+        for line, event in ingest_lines(body):
+            if isinstance(event, orjson.JSONDecodeError):
+                reason = f"malformed JSON: {event}"
+            else:
+                reason = check_stored(event, self.client_key) or ""
+            if reason:
+                rejected.append({"line": line, "reason": reason})
+                self.stats.rejected["ingest_line"] += 1
+                continue
+            rows.append(
+                EventRow(
+                    event["ref"],
+                    event["type"],
+                    event["browserRef"],
+                    event["sessionRef"],
+                    event["channel"],
+                    parse_iso_ms(event["createdAt"]),
+                    Origin.INGEST,
+                    orjson.dumps(event),
+                )
+            )
+        if not rows:
+            if not rejected:
+                return error(400, "empty_body", "no events in the body (one JSON object or NDJSON)")
+            answer = error(
+                400,
+                "no_valid_lines",
+                "no line was a valid stored event",
+                accepted=0,
+                rejected=rejected,
+            )
+            return answer
+        if not self.ledger.has_room(len(rows)):
+            return _queue_full()
+
+        def render(inserted: list[bool]) -> tuple[int, bytes]:
+            new = sum(inserted)
+            return 200, orjson.dumps(
+                {
+                    "accepted": len(rows),
+                    "stored": new,
+                    "duplicates": len(rows) - new,
+                    "rejected": rejected,
+                }
+            )
+
+        return await self._commit(Job(render, rows, answer_key=key))
+
+    # --- the ledger -------------------------------------------------------------------------
+
+    async def _commit(self, job: Job) -> Answer:
+        try:
+            status, body, _ = await self.ledger.submit(job)
+        except LedgerError as exc:
+            return error(503, "ledger_error", str(exc), retry_after=1)
+        return Answer(status, body)
+
+    def _committed(self, job: Job, inserted: list[bool]) -> None:
+        if job.browser is not None:
+            self.browsers[job.browser[0]] = job.browser[1]
+        for row, new in zip(job.events, inserted, strict=True):
+            if new:
+                self.stats.stored[row.type] += 1
+            else:
+                self.stats.duplicates += 1
+
+
+def _bad_key(client_key: object) -> Answer:
+    if not client_key:
+        return error(401, "unknown_client_key", "no client key given (`client_key`)")
+    return error(
+        401, "unknown_client_key", f"client key {mask_key(str(client_key))} is not this tenant's"
+    )
+
+
+def _queue_full() -> Answer:
+    return error(503, "queue_full", "the write queue is full; retry later", retry_after=1)
+
+
+def _has_identifiers(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(i, dict) and i.get("id") and i.get("provider") for i in value)
+    )
