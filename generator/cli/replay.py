@@ -1,14 +1,118 @@
-"""The `cdpsim replay` command (placeholder until its issue lands)."""
+"""The `cdpsim replay` command: parses flags, shows progress, prints the report."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+import orjson
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from generator.errors import CdpsimError
+from generator.replay.report import build_report, render_report
+from generator.replay.retry import RetryPolicy
+from generator.replay.run import ReplayOptions, replay
+
+# Exit codes beyond 0 and the usual 1 (bad input): the run ended but not everything arrived.
+EXIT_FAILURES = 3
+EXIT_GAVE_UP = 4
+EXIT_INTERRUPTED = 130
+
+
+def _speed(value: str) -> float | None:
+    if value.strip().lower() == "max":
+        return None
+    try:
+        speed = float(value)
+    except ValueError:
+        raise typer.BadParameter(
+            "a number (times faster than the dataset's own pace) or max"
+        ) from None
+    if speed <= 0:
+        raise typer.BadParameter("must be above 0")
+    return speed
 
 
 def register(app: typer.Typer) -> None:
     @app.command("replay")
-    def _replay() -> None:
-        """Not built yet."""
-        raise CdpsimError("`cdpsim replay` is not built yet", code=2)
+    def _replay(
+        dataset: Path = typer.Argument(..., help="A dataset directory made by `cdpsim generate`."),
+        target: str = typer.Option(..., "--target", help="Stream API base URL."),
+        rate: float = typer.Option(0.0, "--rate", min=0, help="Requests/s cap (0: no cap)."),
+        speed: str = typer.Option(
+            "max", "--speed", help="Replay the dataset's gaps X times faster, or max."
+        ),
+        concurrency: int = typer.Option(16, "--concurrency", min=1, help="Guests in flight."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint."),
+        state: Path | None = typer.Option(
+            None, "--state", help="Checkpoint file (default: DATASET.replay-state.json beside it)."
+        ),
+        allow_remote: bool = typer.Option(
+            False, "--allow-remote", help="Allow a target that is not on this machine."
+        ),
+        timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds per request."),
+        max_retries: int = typer.Option(
+            10, "--max-retries", min=0, help="Retries per request before the run stops."
+        ),
+        report: Path | None = typer.Option(None, "--report", help="Also write the JSON here."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    ) -> None:
+        """Replay a dataset into a Stream API endpoint: paced, resumable, exactly once."""
+        options = ReplayOptions(
+            dataset=dataset,
+            target=target,
+            state=state,
+            rate=rate,
+            speed=_speed(speed),
+            concurrency=concurrency,
+            resume=resume,
+            allow_remote=allow_remote,
+            timeout=timeout,
+            retry=RetryPolicy(max_retries=max_retries),
+        )
+        err = Console(stderr=True)
+        bar = Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rps]:>7.0f} req/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err,
+            auto_refresh=False,
+            disable=not progress,
+        )
+        task = bar.add_task("replay", total=None, rps=0.0)
+
+        def on_progress(finished: int, total: int, rps: float) -> None:
+            bar.update(task, completed=finished, total=total, rps=rps)
+            bar.refresh()
+
+        with bar:
+            result = replay(options, on_progress=on_progress)
+        data = build_report(result)
+        render_report(data, err)
+        line = orjson.dumps(data)
+        if report is not None:
+            report.write_bytes(line + b"\n")
+        sys.stdout.buffer.write(line + b"\n")
+        sys.stdout.flush()
+        if result.error:
+            code = EXIT_GAVE_UP if "gave up" in result.error else 1
+            raise CdpsimError(result.error, code=code)
+        if result.status == "interrupted":
+            raise typer.Exit(EXIT_INTERRUPTED)
+        if data["failedPermanently"]:
+            raise typer.Exit(EXIT_FAILURES)

@@ -1,0 +1,109 @@
+"""Sending one request over a pool of keep-alive connections and saying what came of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import gevent
+import orjson
+from geventhttpclient import HTTPClient
+
+from generator.events.wire import LIBRARY_VERSION, WireRequest
+from generator.replay.retry import parse_retry_after
+from generator.replay.target import Target
+
+__all__ = ["Answer", "Outcome", "Sender"]
+
+
+class Outcome(Enum):
+    ACKNOWLEDGED = "acknowledged"
+    # The target may have acted on the request (a timeout, a dropped connection, a 5xx): a retry
+    # is safe only at a target that honours the idempotency key.
+    AMBIGUOUS = "ambiguous"
+    # The target certainly did not act (connection refused, 429): a retry cannot double anything.
+    REFUSED = "refused"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    outcome: Outcome
+    reason: str
+    status: int = 0
+    retry_after: float | None = None
+    body: bytes = b""
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+
+class Sender:
+    """One HTTP client for the whole run; `pool` connections shared by every guest in flight."""
+
+    def __init__(self, target: Target, *, pool: int, timeout: float) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._client = HTTPClient(
+            target.host,
+            target.port,
+            ssl=target.tls,
+            concurrency=pool,
+            connection_timeout=min(timeout, 5.0),
+            network_timeout=timeout,
+            headers={"X-Library-Version": LIBRARY_VERSION},
+        )
+
+    def send(self, request: WireRequest, key: str) -> Answer:
+        headers = {"X-Idempotency-Key": key}
+        body = b""
+        if request.body is not None:
+            body = orjson.dumps(request.body)
+            headers["Content-Type"] = "application/json"
+        try:
+            # A hard deadline on top of the socket timeouts, which apply per read.
+            with gevent.Timeout(self.timeout * 2, TimeoutError):
+                response = self._client.request(
+                    request.method, self.target.base_path + request.path, body, headers
+                )
+                try:
+                    data = response.read()
+                finally:
+                    response.release()
+        except ConnectionRefusedError:
+            return Answer(Outcome.REFUSED, "connection refused")
+        except TimeoutError:
+            return Answer(Outcome.AMBIGUOUS, "timeout")
+        except OSError as exc:
+            return Answer(Outcome.AMBIGUOUS, f"connection error: {exc.strerror or exc!r}")
+        except Exception as exc:  # geventhttpclient's parse errors on a broken answer
+            return Answer(Outcome.AMBIGUOUS, f"bad answer: {type(exc).__name__}")
+        status = response.status_code
+        if 200 <= status < 300:
+            return Answer(Outcome.ACKNOWLEDGED, "", status, body=data)
+        header = response.get("retry-after")
+        retry_after = parse_retry_after(header if isinstance(header, str) else None)
+        if status == 429:
+            return Answer(Outcome.REFUSED, "429 throttled", status, retry_after, data)
+        if status >= 500:
+            return Answer(Outcome.AMBIGUOUS, f"{status} server error", status, retry_after, data)
+        return Answer(Outcome.PERMANENT, _reason(status, data), status, body=data)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _reason(status: int, body: bytes) -> str:
+    """A short, stable reason for a permanent failure: the status and the target's own message."""
+    message = ""
+    try:
+        data = orjson.loads(body)
+        if isinstance(data, dict):
+            message = str(data.get("error_msg") or data.get("message") or data.get("detail") or "")
+    except orjson.JSONDecodeError:
+        message = body[:120].decode("utf-8", "replace").strip()
+    return f"{status} {message}".strip()[:200]
