@@ -1,0 +1,1 @@
+"""Load testing with Locust: scenarios, shapes, tallies, reconciliation and the run itself."""

@@ -1,0 +1,114 @@
+"""A guest's history compiled into the wire requests a Locust user sends, with think times.
+
+Bodies are serialised here, once, outside the request path; only the browser id (which the
+target hands out at browser create) is spliced in when the request is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import orjson
+
+from generator.events.stored import parse_iso_ms
+from generator.events.wire import browser_create, call_flow, client_event
+from generator.model.history import GuestHistory
+from generator.profile import Profile
+
+__all__ = ["Journey", "JourneyCompiler", "Step", "StepKind"]
+
+# Stands in for the browser id in a pre-rendered body; split on, never sent.
+_BROWSER_SLOT = "\x1fcdpsim-browser\x1f"
+_SLOT_BYTES = orjson.dumps(_BROWSER_SLOT)[1:-1]
+
+
+class StepKind(IntEnum):
+    BROWSER = 0  # GET browser/create.json: yields a browser id, stores no event
+    EVENT = 1  # POST /v1.2/events: stores the event
+    FLOW = 2  # POST /v2/callFlows: the server stores a TRACKING event
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One request: wait `delay` seconds, then send; `head + browser id + tail` is the body."""
+
+    delay: float
+    kind: StepKind
+    browser: int
+    path: str
+    name: str
+    head: bytes = b""
+    tail: bytes = b""
+
+    def body(self, browser_id: str) -> bytes:
+        return self.head + browser_id.encode() + self.tail
+
+
+@dataclass(frozen=True, slots=True)
+class Journey:
+    guest_ref: str
+    steps: tuple[Step, ...]
+    events: int  # steps that store an event (EVENT and FLOW)
+
+
+class JourneyCompiler:
+    """Turns guest histories into journeys: browsers first, then every event in time order."""
+
+    def __init__(self, profile: Profile, *, think_time_scale: float, max_think: float) -> None:
+        self.profile = profile
+        self.scale = think_time_scale
+        self.max_think = max_think
+        self.create = browser_create(profile.client_key)
+        self.pos = {p.name: (p.language, p.currency) for p in profile.points_of_sale}
+        # Between sessions a guest is away for hours or days; a load test cannot wait that
+        # long, so the pause is the inactivity that closes a session, scaled like any gap.
+        self.inactivity = {
+            p.name: min(max_think, p.session_timeout_minutes * 60 * think_time_scale)
+            for p in profile.points_of_sale
+        }
+
+    def compile(self, history: GuestHistory) -> Journey:
+        browsers = {ref: i for i, ref in enumerate(history.browsers)}
+        steps = [
+            Step(0.0, StepKind.BROWSER, i, self.create.path, self.create.name)
+            for i in range(len(history.browsers))
+        ]
+        previous: int | None = None
+        session = None
+        for event in history.events:
+            when = _sent_at(event)
+            if previous is None:
+                delay = 0.0
+            elif event["sessionRef"] != session:
+                delay = self.inactivity.get(event["pointOfSale"], 0.0)
+            else:
+                delay = min(self.max_think, (when - previous) / 1000 * self.scale)
+            previous, session = when, event["sessionRef"]
+            browser = browsers.get(event["browserRef"], 0)
+            if event["type"] == "TRACKING":
+                language, currency = self.pos.get(event["pointOfSale"], ("EN", "EUR"))
+                request = call_flow(event, _BROWSER_SLOT, language, currency)
+                kind = StepKind.FLOW
+            else:
+                request = client_event(event, _BROWSER_SLOT)
+                kind = StepKind.EVENT
+            head, tail = _split(request.body or {})
+            steps.append(
+                Step(max(0.0, delay), kind, browser, request.path, request.name, head, tail)
+            )
+        return Journey(history.guest_ref, tuple(steps), len(steps) - len(history.browsers))
+
+
+def _sent_at(event: dict[str, Any]) -> int:
+    """When the client made the request: a flow runs at `occurredAt`, other events are stored
+    as they arrive."""
+    if event["type"] == "TRACKING":
+        return int(event["arbitraryData"]["flowExecution"]["occurredAt"])
+    return parse_iso_ms(event["createdAt"])
+
+
+def _split(body: dict[str, Any]) -> tuple[bytes, bytes]:
+    head, tail = orjson.dumps(body).split(_SLOT_BYTES, 1)
+    return head, tail

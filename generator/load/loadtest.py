@@ -1,0 +1,165 @@
+"""One `cdpsim load` run: target, Locust swarm, tallies, reconciliation and summary."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from generator.errors import CdpsimError
+from generator.load.plan import LoadPlan
+from generator.load.shapes import ShapeSpec
+from generator.load.summary import Slo, build_summary, reconcile, render_summary
+from generator.load.swarm import Swarm, locustfile_for
+from generator.load.tally import merge_tallies, read_tallies
+from generator.load.target import check_reachable, parse_target
+from generator.profile import load_profile
+
+__all__ = ["LoadTest"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadTest:
+    """What the command line asked for; `run()` does it and returns the summary."""
+
+    profile: Path
+    host: str | None = None
+    scenario: str = "journeys"
+    users: int | None = None
+    spawn_rate: float | None = None
+    run_time: float | None = None
+    rate: float | None = None
+    processes: int = 1
+    report: Path | None = None
+    web: bool = False
+    allow_remote: bool = False
+    slo: Slo = field(default_factory=Slo)
+    batch_size: int | None = None
+    seed: int | None = None
+    think_time_scale: float | None = None
+    timeout: float = 10.0
+    server_args: tuple[str, ...] = ()
+
+    def run(self, console: Console) -> dict[str, Any]:
+        profile = load_profile(self.profile)
+        if self.rate is not None and self.scenario != "ingest":
+            raise CdpsimError("--rate applies to the ingest scenario (journeys have think times)")
+        if self.processes < 1:
+            raise CdpsimError("--processes must be at least 1")
+        spec = ShapeSpec.from_profile(
+            profile, users=self.users, spawn_rate=self.spawn_rate, run_time=self.run_time
+        )
+        locustfile = locustfile_for(self.scenario)
+        target = parse_target(self.host, allow_remote=self.allow_remote) if self.host else None
+        if target is not None:
+            check_reachable(target)
+        if self.report is not None:
+            self.report.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="cdpsim-load-"))
+        try:
+            return self._run(profile.seed, spec, locustfile, target, work, console)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _run(
+        self,
+        profile_seed: int,
+        spec: ShapeSpec,
+        locustfile: Path,
+        target: Any,
+        work: Path,
+        console: Console,
+    ) -> dict[str, Any]:
+        from generator.server.process import EmbeddedServer
+
+        plan = LoadPlan(
+            profile=self.profile.resolve(),
+            seed=self.seed,
+            users=self.users,
+            spawn_rate=self.spawn_rate,
+            run_time=self.run_time,
+            rate=self.rate,
+            batch_size=self.batch_size,
+            think_time_scale=self.think_time_scale,
+            timeout=self.timeout,
+            run_dir=work,
+            workers=self.processes,
+            run_id=os.urandom(4).hex(),
+        )
+        server = None
+        if target is None:
+            server = EmbeddedServer(
+                profile_path=self.profile.resolve(), extra_args=self.server_args
+            )
+            url = server.start()
+            console.print(f"embedded server on {url}", highlight=False)
+        else:
+            url = target.url
+        log_dir = self.report if self.report is not None else work
+        swarm = Swarm(
+            locustfile=locustfile,
+            host=url,
+            plan=plan,
+            processes=self.processes,
+            run_time=spec.run_time,
+            report_dir=self.report,
+            web=self.web,
+            log_dir=log_dir,
+        )
+        try:
+            hint = " (web UI on http://127.0.0.1:8089; Ctrl+C ends)" if self.web else ""
+            console.print(
+                f"{self.scenario}: {spec.shape} shape, {spec.peak_users} peak users, "
+                f"{spec.run_time:g} s, {self.processes} process(es){hint}",
+                highlight=False,
+            )
+            outcome = swarm.run()
+            tallies = read_tallies(work, "worker")
+            if not tallies:
+                raise CdpsimError(
+                    "Locust ended without reporting any traffic; its log says:\n"
+                    + (outcome.log_tail() or "(nothing)"),
+                    code=1,
+                )
+            tally = merge_tallies(tallies)
+            reconciliation = None
+            reason = None
+            if server is not None:
+                reconciliation = reconcile(tally, server.stats())
+            else:
+                reason = "foreign host: its ledger is not readable, so stored events are unknown"
+        finally:
+            if server is not None:
+                server.__exit__(None, None, None)
+        summary = build_summary(
+            tally,
+            run={
+                "scenario": self.scenario,
+                "target": url,
+                "target_kind": "embedded" if server is not None else "given",
+                "profile": str(self.profile),
+                "seed": self.seed if self.seed is not None else profile_seed,
+                "shape": spec.shape,
+                "users": spec.peak_users,
+                "processes": self.processes,
+                "run_time_s": spec.run_time,
+                "rate": self.rate,
+                "batch_size": self.batch_size,
+                "tallies": len(tallies),
+            },
+            reconciliation=reconciliation,
+            omitted_reason=reason,
+            slo=self.slo,
+        )
+        if self.report is not None:
+            (self.report / "summary.json").write_bytes(
+                orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n"
+            )
+        render_summary(summary, console)
+        return summary

@@ -1,0 +1,149 @@
+"""What one Locust process holds for a run (plan, profile, stocks, tally) and its event hooks."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import orjson
+from locust import events
+from locust.env import Environment
+from locust.runners import MasterRunner
+
+from generator.load.journeys import Journey, JourneyCompiler
+from generator.load.plan import LoadPlan, add_arguments
+from generator.load.shapes import ShapeSpec
+from generator.load.stock import Stock
+from generator.load.tally import Tally
+from generator.model.history import GuestHistory
+from generator.profile import Profile, load_profile
+
+__all__ = ["Station", "install"]
+
+# A think time never exceeds this: a day-long gap between sessions, scaled, is still too long
+# for a load test; the session on the target simply times out meanwhile.
+MAX_THINK_SECONDS = 5.0
+
+_stations: weakref.WeakKeyDictionary[Environment, Station] = weakref.WeakKeyDictionary()
+
+
+class Station:
+    """Per-process state shared by that process's users; made on first use."""
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+        self.plan = LoadPlan.from_options(environment.parsed_options)
+        self.profile: Profile = load_profile(self.plan.profile)
+        load = self.profile.load
+        self.seed = self.plan.seed if self.plan.seed is not None else self.profile.seed
+        self.spec = ShapeSpec.from_profile(
+            self.profile,
+            users=self.plan.users,
+            spawn_rate=self.plan.spawn_rate,
+            run_time=self.plan.run_time,
+        )
+        self.batch_size = self.plan.batch_size or load.batch_size
+        self.think_time_scale = (
+            self.plan.think_time_scale
+            if self.plan.think_time_scale is not None
+            else load.think_time_scale
+        )
+        runner = environment.runner
+        self.worker = max(0, getattr(runner, "worker_index", 0) or 0)
+        self.stride = -(-self.spec.peak_users // max(1, self.plan.workers))
+        self.run_id = self.plan.run_id or os.urandom(4).hex()
+        self.tally = Tally()
+        self._serials = itertools.count()
+        self._journeys: Stock[Journey] | None = None
+        self._lines: Stock[list[bytes]] | None = None
+
+    @classmethod
+    def of(cls, environment: Environment) -> Station:
+        station = _stations.get(environment)
+        if station is None:
+            station = _stations[environment] = cls(environment)
+        return station
+
+    def next_serial(self) -> int:
+        return next(self._serials)
+
+    @property
+    def journeys(self) -> Stock[Journey]:
+        if self._journeys is None:
+            compiler = JourneyCompiler(
+                self.profile, think_time_scale=self.think_time_scale, max_think=MAX_THINK_SECONDS
+            )
+            self._journeys = self._stock(compiler.compile)
+        return self._journeys
+
+    @property
+    def lines(self) -> Stock[list[bytes]]:
+        """Each guest's stored events, one serialised JSON line per event."""
+        if self._lines is None:
+            self._lines = self._stock(_event_lines)
+        return self._lines
+
+    def _stock(self, prepare: Callable[[GuestHistory], Any]) -> Stock[Any]:
+        pool = gevent.get_hub().threadpool
+        return Stock(
+            self.profile,
+            root_seed=self.seed,
+            worker=self.worker,
+            stride=self.stride,
+            prepare=prepare,
+            run_in_thread=lambda build: pool.spawn(build).get,
+        )
+
+
+def _event_lines(history: GuestHistory) -> list[bytes]:
+    return [orjson.dumps(event) for event in history.events]
+
+
+def install() -> None:
+    """Hook the load plan's options and the tally into Locust; call once from a locustfile."""
+    events.init_command_line_parser.add_listener(add_arguments)
+    events.init.add_listener(_on_init)
+    events.quitting.add_listener(_on_quitting)
+
+
+def _on_init(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, MasterRunner):
+        return  # the master sends nothing; its workers keep the tallies
+
+    def on_request(
+        response_time: float,
+        response: Any = None,
+        exception: BaseException | None = None,
+        start_time: float = 0.0,
+        **_: Any,
+    ) -> None:
+        station = Station.of(environment)
+        status = getattr(response, "status_code", 0) or 0
+        error = None if exception is None else _error_text(exception, status)
+        station.tally.record(
+            status=status, response_time_ms=response_time, start_s=start_time, error=error
+        )
+
+    environment.events.request.add_listener(on_request)
+
+
+def _on_quitting(environment: Environment, **_: Any) -> None:
+    station = _stations.get(environment)
+    if station is None or station.plan.run_dir is None:
+        return
+    role = "master" if isinstance(environment.runner, MasterRunner) else "worker"
+    try:
+        station.tally.write(station.plan.run_dir, role)
+    except OSError as exc:
+        print(f"cdpsim: cannot write the tally to {station.plan.run_dir}: {exc}", file=sys.stderr)
+
+
+def _error_text(exception: BaseException, status: int) -> str:
+    text = str(exception) or type(exception).__name__
+    text = text.splitlines()[0][:160]
+    return f"{status}: {text}" if status else text

@@ -1,0 +1,105 @@
+"""A Locust process's stock of simulated guests, and the deck each user draws its guests from.
+
+User `u` of worker `w` gets guests `u, u + U, u + 2U ...` of the worker's own guest sequence,
+where `U` is the plan's peak user count; the sequence is the model's blocks under a seed derived
+from (root seed, worker index, u // U). So a user's guests are a pure function of (root seed,
+worker index, user serial), no two workers share a guest, and a block of 512 guests is shared by
+many users instead of being simulated for each one.
+
+Blocks are simulated and compiled in gevent's native thread pool, one block ahead of need, so the
+CPU work stays off the event loop's request path.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from generator.model.history import GuestHistory, guest_histories
+from generator.model.world import BLOCK_GUESTS
+from generator.profile import Profile
+
+__all__ = ["Deck", "Stock", "derive_seed"]
+
+T = TypeVar("T")
+_KEEP_BLOCKS = 6
+
+
+def derive_seed(*key: int) -> int:
+    """A model seed (0 <= seed < 2**63) from a tuple of non-negative integers."""
+    state = np.random.SeedSequence(list(key)).generate_state(2, dtype=np.uint64)
+    return int(state[0]) >> 1
+
+
+class Stock(Generic[T]):
+    """Blocks of prepared guests (journeys or event lines) of one worker, cached and prefetched."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        root_seed: int,
+        worker: int,
+        stride: int,
+        prepare: Callable[[GuestHistory], T],
+        run_in_thread: Callable[[Callable[[], list[T]]], Callable[[], list[T]]] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.root_seed = root_seed
+        self.worker = worker
+        self.stride = max(1, stride)
+        self.prepare = prepare
+        self.run_in_thread = run_in_thread
+        self._blocks: OrderedDict[tuple[int, int], Callable[[], list[T]]] = OrderedDict()
+
+    def deck(self, serial: int) -> Deck[T]:
+        return Deck(self, serial)
+
+    def guest(self, generation: int, index: int) -> T:
+        block, offset = divmod(index, BLOCK_GUESTS)
+        items = self._block(generation, block)()
+        self._block(generation, block + 1)  # prefetch: ready before anyone needs it
+        return items[offset % len(items)]
+
+    def _block(self, generation: int, block: int) -> Callable[[], list[T]]:
+        key = (generation, block)
+        ready = self._blocks.get(key)
+        if ready is None:
+            seed = derive_seed(self.root_seed, self.worker, generation)
+
+            def build() -> list[T]:
+                histories = guest_histories(self.profile, seed=seed, blocks=(block,))
+                return [self.prepare(h) for h in histories]
+
+            ready = self.run_in_thread(build) if self.run_in_thread else _now(build)
+            self._blocks[key] = ready
+            while len(self._blocks) > _KEEP_BLOCKS:
+                self._blocks.popitem(last=False)
+        else:
+            self._blocks.move_to_end(key)
+        return ready
+
+
+class Deck(Generic[T]):
+    """One user's guests, in order: a pure function of (root seed, worker, serial)."""
+
+    def __init__(self, stock: Stock[T], serial: int) -> None:
+        self.stock = stock
+        self.generation, self.column = divmod(serial, stock.stride)
+        self.drawn = 0
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        index = self.drawn * self.stock.stride + self.column
+        self.drawn += 1
+        return self.stock.guest(self.generation, index)
+
+
+def _now(build: Callable[[], list[T]]) -> Callable[[], list[T]]:
+    items = build()
+    return lambda: items

@@ -1,0 +1,164 @@
+"""Locust as child processes: one headless (or web UI) process, or a master and N workers."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from generator.errors import CdpsimError
+from generator.load.plan import LoadPlan
+
+__all__ = ["Swarm", "SwarmOutcome", "locustfile_for"]
+
+_LOCUSTFILES = Path(__file__).resolve().parents[2] / "locustfiles"
+# After the run time: users finish the request in flight, workers report, processes exit.
+_GRACE_S = 45.0
+
+
+def locustfile_for(scenario: str) -> Path:
+    path = _LOCUSTFILES / f"{scenario}.py"
+    if not path.is_file():
+        raise CdpsimError(
+            f"the {scenario} locustfile is not at {path}; run cdpsim from a checkout "
+            "(pip install -e .), where locustfiles/ sits beside the package",
+            code=2,
+        )
+    return path
+
+
+@dataclass(slots=True)
+class SwarmOutcome:
+    returncodes: list[int | None] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+    interrupted: bool = False
+
+    def log_tail(self, lines: int = 15) -> str:
+        out = []
+        for log in self.logs:
+            try:
+                text = log.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            interesting = [t for t in text if "Error" in t or "error" in t or "Traceback" in t]
+            if interesting:
+                out.append(f"{log.name}:")
+                out.extend("  " + t for t in (interesting or text)[-lines:])
+        return "\n".join(out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Swarm:
+    """How to run Locust for one plan; `run()` blocks until every process has exited."""
+
+    locustfile: Path
+    host: str
+    plan: LoadPlan
+    processes: int = 1
+    run_time: float = 60.0
+    report_dir: Path | None = None
+    web: bool = False
+    web_port: int = 8089
+    log_dir: Path = Path(".")
+
+    def commands(self, master_port: int) -> list[list[str]]:
+        base = [sys.executable, "-m", "locust", "-f", str(self.locustfile), "--host", self.host]
+        base += self.plan.locust_args()
+        base += ["--stop-timeout", f"{self.plan.timeout + 2:g}", "--exit-code-on-error", "0"]
+        lead = [*base]
+        if self.web:
+            lead += ["--web-host", "127.0.0.1", "--web-port", str(self.web_port)]
+        else:
+            # The shape ends the run; --run-time is only a backstop.
+            lead += ["--headless", "--only-summary", "--run-time", f"{self.run_time + 10:.0f}s"]
+        if self.report_dir is not None:
+            lead += [
+                "--csv",
+                str(self.report_dir / "locust"),
+                "--html",
+                str(self.report_dir / "locust.html"),
+            ]
+        if self.processes <= 1:
+            return [lead]
+        lead += [
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(master_port),
+        ]
+        lead += ["--expect-workers", str(self.processes), "--expect-workers-max-wait", "60"]
+        worker = [
+            *base,
+            "--worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            str(master_port),
+        ]
+        return [lead] + [worker] * self.processes
+
+    def run(self) -> SwarmOutcome:
+        outcome = SwarmOutcome()
+        procs: list[subprocess.Popen[bytes]] = []
+        for i, command in enumerate(self.commands(_free_port())):
+            log = self.log_dir / ("locust.log" if i == 0 else f"locust-worker-{i}.log")
+            outcome.logs.append(log)
+            with open(log, "wb") as out:
+                procs.append(
+                    subprocess.Popen(
+                        command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+                    )
+                )
+        try:
+            deadline = None if self.web else time.monotonic() + self.run_time + _GRACE_S + 60
+            _wait(procs[0], deadline)
+            # Workers quit when the master tells them; give them time to report, then insist.
+            for proc in procs[1:]:
+                _wait(proc, time.monotonic() + _GRACE_S)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            for proc in procs:
+                _signal(proc, signal.SIGINT)
+            for proc in procs:
+                _wait(proc, time.monotonic() + _GRACE_S)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        outcome.returncodes = [p.returncode for p in procs]
+        return outcome
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float | None) -> None:
+    """Wait for exit; past the deadline, SIGTERM (Locust's clean shutdown), then SIGKILL."""
+    try:
+        proc.wait(None if deadline is None else max(0.1, deadline - time.monotonic()))
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    _signal(proc, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

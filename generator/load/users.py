@@ -1,0 +1,211 @@
+"""Locust users for the two scenarios (journeys, ingest) and the profile's load shape.
+
+Every task sends exactly one request: the user keeps its place in a journey or a schedule
+between tasks, and `wait_time` is the think time (or the open model's pause) before the next.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import Any
+
+import orjson
+from locust import LoadTestShape, task
+from locust.contrib.fasthttp import FastHttpUser
+from locust.env import Environment
+
+from generator.events.wire import LIBRARY_VERSION
+from generator.load.journeys import Journey, Step, StepKind
+from generator.load.shapes import users_at
+from generator.load.station import Station
+
+__all__ = ["IngestClient", "JourneyGuest", "ProfileShape"]
+
+_JSON = {"Content-Type": "application/json", "X-Library-Version": LIBRARY_VERSION}
+_NDJSON = {"Content-Type": "application/x-ndjson"}
+_BROWSER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class _StationUser(FastHttpUser):
+    abstract = True
+
+    def __init__(self, environment: Environment) -> None:
+        self.station = Station.of(environment)
+        # Set before FastHttpUser builds its client, which reads them.
+        self.network_timeout = self.station.plan.timeout
+        self.connection_timeout = self.station.plan.timeout
+        super().__init__(environment)
+        self.serial = self.station.next_serial()
+
+
+class JourneyGuest(_StationUser):
+    """A guest living the model's journeys: browser create, then its events with think times."""
+
+    abstract = True
+
+    def on_start(self) -> None:
+        self.deck = self.station.journeys.deck(self.serial)
+        self.sent = 0
+        self._delay = 0.0
+        self._begin()
+
+    def wait_time(self) -> float:
+        return self._delay
+
+    def _begin(self) -> None:
+        journey = next(self.deck)
+        while not journey.events:  # a guest with no events in the window has nothing to send
+            journey = next(self.deck)
+        self.journey: Journey = journey
+        self.position = 0
+        self.browser_ids: list[str] = []
+        self.station.tally.journeys += 1
+
+    @task
+    def step(self) -> None:
+        step = self.journey.steps[self.position]
+        ok = self._create_browser(step) if step.kind is StepKind.BROWSER else self._send(step)
+        self.position += 1
+        if not ok or self.position >= len(self.journey.steps):
+            # A journey whose browser could not be made cannot go on: start the next guest.
+            self._begin()
+        self._delay = self.journey.steps[self.position].delay
+
+    def _create_browser(self, step: Step) -> bool:
+        with self.client.get(step.path, name=step.name, catch_response=True) as response:
+            if not 200 <= response.status_code < 300:
+                response.failure(f"browser create answered {response.status_code}")
+                return False
+            try:
+                ref = orjson.loads(response.content or b"")["ref"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                response.failure("garbage answer to browser create (no JSON `ref`)")
+                return False
+            if not isinstance(ref, str) or not _BROWSER_ID.match(ref):
+                response.failure("garbage answer to browser create (odd `ref`)")
+                return False
+            self.browser_ids.append(ref)
+            return True
+
+    def _send(self, step: Step) -> bool:
+        browser_id = self.browser_ids[min(step.browser, len(self.browser_ids) - 1)]
+        tally = self.station.tally
+        tally.events_sent += 1
+        self.sent += 1
+        key = f"{self.station.run_id}-{self.station.worker}-{self.serial}-{self.sent}"
+        headers = {**_JSON, "X-Idempotency-Key": key}
+        with self.client.post(
+            step.path,
+            data=step.body(browser_id),  # type: ignore[arg-type]  # bytes are sent as they are
+            headers=headers,
+            name=step.name,
+            catch_response=True,
+        ) as response:
+            if 200 <= response.status_code < 300:
+                if step.kind is StepKind.FLOW and _flow_not_run(response.content):
+                    tally.flows_not_run += 1  # answered, but nothing ran: no TRACKING stored
+                else:
+                    tally.events_acknowledged += 1
+                response.success()
+            else:
+                response.failure(f"{step.name} answered {response.status_code}")
+        return True
+
+
+def _flow_not_run(content: bytes | None) -> bool:
+    """A callFlows answer saying the flow did not run (guest outside the traffic allocation):
+    `{"variant": null, "reason": ...}` from the embedded server."""
+    if not content or b'"reason"' not in content:
+        return False
+    try:
+        answer = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(answer, dict) and answer.get("variant", "") is None
+
+
+class IngestClient(_StationUser):
+    """Stored-form events posted to the ingestion URL, one per request or as NDJSON batches;
+    with `--rate`, at a fixed arrival rate (open model) with missed schedules counted."""
+
+    abstract = True
+
+    def on_start(self) -> None:
+        self.deck = self.station.lines.deck(self.serial)
+        self.buffer: list[bytes] = []
+        self.batch = self.station.batch_size
+        rate = self.station.plan.rate
+        self.interval = 0.0
+        self.due = time.monotonic()
+        if rate:
+            # Each of the peak users keeps its own share of the arrivals, staggered.
+            self.interval = self.batch * self.station.spec.peak_users / rate
+            self.due += self.interval * (self.serial % self.station.stride) / self.station.stride
+
+    def wait_time(self) -> float:
+        if not self.interval:
+            return 0.0
+        return max(0.0, self.due - time.monotonic())
+
+    def _parcel(self) -> list[bytes]:
+        while len(self.buffer) < self.batch:
+            self.buffer.extend(next(self.deck))
+        parcel, self.buffer = self.buffer[: self.batch], self.buffer[self.batch :]
+        return parcel
+
+    @task
+    def post(self) -> None:
+        parcel = self._parcel()
+        tally = self.station.tally
+        tally.events_sent += len(parcel)
+        body, headers = (parcel[0], _JSON) if self.batch == 1 else (b"\n".join(parcel), _NDJSON)
+        path = self.station.plan.ingest_path
+        with self.client.post(
+            path,
+            data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
+            headers=headers,
+            name="ingest",
+            catch_response=True,
+        ) as response:
+            self._count(response, len(parcel))
+        if self.interval:
+            self.due += self.interval
+            late = time.monotonic() - self.due
+            if late > self.interval:
+                missed = math.floor(late / self.interval)
+                tally.missed_schedules += missed
+                self.due += missed * self.interval
+
+    def _count(self, response: Any, events: int) -> None:
+        if not 200 <= response.status_code < 300:
+            response.failure(f"ingest answered {response.status_code}")
+            return
+        try:
+            answer = orjson.loads(response.content or b"")
+            accepted = int(answer["accepted"])
+            rejected = len(answer.get("rejected") or ())
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            response.failure("garbage answer to ingest (no JSON `accepted`)")
+            return
+        tally = self.station.tally
+        tally.events_acknowledged += accepted
+        tally.events_rejected += rejected
+        if rejected:
+            response.failure(f"ingest rejected {rejected} of {events} events")
+        else:
+            response.success()
+
+
+class ProfileShape(LoadTestShape):
+    """The profile's `load:` shape; `tick()` depends only on the elapsed run time."""
+
+    abstract = True
+
+    def tick(self) -> tuple[int, float] | None:
+        return self.at(self.get_run_time())
+
+    def at(self, elapsed: float) -> tuple[int, float] | None:
+        assert self.runner is not None, "Locust sets the runner before the first tick"
+        return users_at(Station.of(self.runner.environment).spec, elapsed)
