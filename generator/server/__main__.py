@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from generator.cli import main
+from generator.server.command import run_alone
 
 if __name__ == "__main__":
-    sys.exit(main(["serve", *sys.argv[1:]]))
+    sys.exit(run_alone(sys.argv[1:]))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
+from types import FrameType
 
 import uvicorn
 
@@ -25,8 +27,11 @@ def is_loopback(host: str) -> bool:
 def serve(config: ServerConfig) -> None:
     """Serve until a signal; uvicorn waits for in-flight requests, then the ledger closes."""
     _check_port_free(config.host, config.port)
+    import os, sys
+
+    sys.setswitchinterval(float(os.environ.get("SWI", "0.005")))
     app = StreamApp(config)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             app,
             host=config.host,
@@ -45,6 +50,14 @@ def serve(config: ServerConfig) -> None:
     server.run()
     if not server.started:
         raise CdpsimError("the server did not start (see the messages above)", code=1)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a handled SIGTERM after shutdown; a drained server exits 0 instead."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 def _check_port_free(host: str, port: int) -> None:
