@@ -1,14 +1,102 @@
-"""The `cdpsim generate` command (placeholder until its issue lands)."""
+"""The `cdpsim generate` and `cdpsim merge` commands: a fixture dataset from a profile."""
 
 from __future__ import annotations
 
-import typer
+import time
+from pathlib import Path
 
+import typer
+from rich.console import Console
+
+from generator.cli.progress import progress_bar
+from generator.dataset.writer import GenerateRequest, GenerateResult, generate, merge_parts
 from generator.errors import CdpsimError
+from generator.profile import load_profile
+from generator.profiles import resolve_profile
+
+__all__ = ["register"]
+
+
+def _shard(value: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise CdpsimError(f"--shard {value!r}: expected I/N, e.g. 2/4", 2) from None
+    if not 1 <= i <= n:
+        raise CdpsimError(f"--shard {value!r}: I must be between 1 and N", 2)
+    return i, n
+
+
+def summarise(console: Console, result: GenerateResult, seconds: float) -> None:
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if not result.complete:
+        console.print(f"shard written to {result.directory}/.parts")
+        return
+    rate = result.events / seconds if seconds > 0 else 0.0
+    console.print(
+        f"[green]wrote[/] {result.events:,} events for {result.guests:,} guests to "
+        f"{result.directory} in {seconds:.1f}s ({rate:,.0f} events/s)"
+    )
+    counts = ", ".join(f"{k} {v:,}" for k, v in sorted(result.counts.items()) if v)
+    console.print(f"  by type: {counts}")
 
 
 def register(app: typer.Typer) -> None:
     @app.command("generate")
-    def _generate() -> None:
-        """Not built yet."""
-        raise CdpsimError("`cdpsim generate` is not built yet", code=2)
+    def _generate(
+        profile: str = typer.Argument(
+            ..., help="Profile YAML path, or the name of a bundled one (retail-ireland, smoke ...)."
+        ),
+        out: Path = typer.Option(..., "--out", help="Directory to write the dataset into."),
+        events: int | None = typer.Option(
+            None, "--events", min=1, help="Exactly this many events (the first, in time order)."
+        ),
+        days: float | None = typer.Option(
+            None, "--days", min=0.001, help="Simulate this many days from the profile's start."
+        ),
+        guests: int | None = typer.Option(None, "--guests", min=1, help="Population size."),
+        seed: int | None = typer.Option(None, "--seed", min=0, help="Override the profile's seed."),
+        fmt: str = typer.Option("jsonl", "--format", help="jsonl or jsonl.gz."),
+        shard: str = typer.Option("1/1", "--shard", help="Write only shard I of N (I/N)."),
+        workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
+    ) -> None:
+        """Write a fixture dataset: events.jsonl[.gz], guests.jsonl and manifest.json.
+
+        The same profile and seed give the same bytes, whatever --workers or --shard split.
+        Shards write parts under DIR/.parts; the last shard to finish joins them.
+        """
+        if fmt not in ("jsonl", "jsonl.gz"):
+            raise CdpsimError(f"--format {fmt!r}: use jsonl or jsonl.gz", 2)
+        if events is not None and days is not None:
+            raise CdpsimError("give --events or --days, not both", 2)
+        prof = load_profile(resolve_profile(profile))
+        request = GenerateRequest(
+            profile=prof,
+            out=out,
+            seed=seed,
+            events=events,
+            days=days,
+            guests=guests,
+            gzip=fmt == "jsonl.gz",
+            shard=_shard(shard),
+            workers=workers,
+        )
+        console = Console(stderr=True)
+        started = time.perf_counter()
+        with progress_bar(console) as bar:
+            result = generate(request, progress=bar)
+        summarise(console, result, time.perf_counter() - started)
+
+    @app.command("merge")
+    def _merge(
+        out: Path = typer.Argument(..., help="Directory holding every shard's parts."),
+        profile: str = typer.Option(..., "--profile", help="The profile the shards were made from."),
+        workers: int = typer.Option(1, "--workers", min=1, max=64),
+    ) -> None:
+        """Join shards written with --shard into one dataset (when they were made apart)."""
+        console = Console(stderr=True)
+        started = time.perf_counter()
+        with progress_bar(console) as bar:
+            result = merge_parts(load_profile(resolve_profile(profile)), out, workers, bar)
+        summarise(console, result, time.perf_counter() - started)

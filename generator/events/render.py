@@ -8,21 +8,16 @@ from typing import Any
 import numpy as np
 
 from generator.events.stored import envelope, tracking_event
+from generator.events.timestamps import iso_strings
 from generator.events.types import EventType
 from generator.model.block import PAY_TYPES, BlockFacts
-from generator.model.pools import EMAIL_DOMAINS, ascii_slug
+from generator.model.pools import EMAIL_DOMAINS
 from generator.model.world import World
 from generator.profile import Page
 
-__all__ = ["BlockRenderer", "iso_array"]
+__all__ = ["BlockRenderer"]
 
 _PAGES = tuple(Page)
-
-
-def iso_array(ms: np.ndarray) -> list[str]:
-    """Epoch milliseconds to ISO-8601 UTC strings with a Z, in bulk."""
-    text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
-    return [t + "Z" for t in text.tolist()]
 
 
 class BlockRenderer:
@@ -47,11 +42,10 @@ class BlockRenderer:
 
     def guest_name(self, facts: BlockFacts, g: int) -> tuple[str, str, str]:
         pool = self.world.pools.names[int(facts.guest_pos[g])]
-        first = pool.first[int(facts.guest_first_name[g])]
-        last = pool.last[int(facts.guest_last_name[g])]
+        i, j = int(facts.guest_first_name[g]), int(facts.guest_last_name[g])
         domain = EMAIL_DOMAINS[int(facts.guest_domain[g])]
-        email = f"{ascii_slug(first)}.{ascii_slug(last)}.{facts.first_guest + g}@{domain}"
-        return first, last, email
+        email = f"{pool.first_slug[i]}.{pool.last_slug[j]}.{facts.first_guest + g}@{domain}"
+        return pool.first[i], pool.last[j], email
 
     def guests(self, facts: BlockFacts) -> Iterator[tuple[int, dict[str, Any]]]:
         """(global guest index, record) for every guest of the block, with type VISITOR."""
@@ -89,8 +83,8 @@ class BlockRenderer:
         """(event index in facts, stored event) in the block's (createdAt, ref) order."""
         E = EventType
         n = len(facts)
-        created = iso_array(facts.created_ms)
-        modified = iso_array(facts.modified_ms)
+        created = iso_strings(facts.created_ms)
+        modified = iso_strings(facts.modified_ms)
         refs = [r.decode() for r in facts.ref.tolist()]
         types = facts.type.tolist()
         sessions = facts.session.tolist()
@@ -108,12 +102,12 @@ class BlockRenderer:
         carts: dict[int, list[int]] = {}
         client_key = self.client_key
         for i in range(n):
+            t = types[i]
             s = sessions[i]
             b = session_browser[s]
             g = browser_guest[b]
             pos = guest_pos[g]
             channel = self.pos_channels[pos][browser_channel[b]]
-            t = types[i]
             if t == E.TRACKING:
                 if guest_refs is None:
                     guest_refs = [r.decode() for r in facts.guest_ref.tolist()]
@@ -140,13 +134,14 @@ class BlockRenderer:
                     ),
                 )
                 continue
-            data: dict[str, Any] = {}
             page = pages[i]
             item = items[i]
+            data: dict[str, Any] = {
+                "language": self.pos_language[pos],
+                "currency": self.pos_currency[pos],
+            }
             if t == E.VIEW or t == E.SEARCH or t == E.ADD:
                 data["page"] = self._page_name(page, item)
-            data["language"] = self.pos_language[pos]
-            data["currency"] = self.pos_currency[pos]
             if t == E.SEARCH:
                 data["product_name"] = self.type_label[item]
                 data["product_type"] = self.type_names[item]

@@ -15,7 +15,8 @@ import numpy as np
 
 from generator.events.types import EventType
 from generator.model.assignment import assign
-from generator.model.refs import uuid_bytes, uuid_strings, uuid_u64
+from generator.model.pools import POOL_SIZE
+from generator.model.refs import uuid_bytes, uuid_halves, uuid_strings, uuid_u64
 from generator.model.world import BLOCK_GUESTS, EXIT, PAGE_CODES, World
 from generator.profile import JOURNEY_PAGES, Page
 
@@ -42,8 +43,9 @@ class BlockFacts:
 
     block: int
     first_guest: int  # global index of the block's first guest
-    # guests
+    # guests; every *_ref has a twin *_halves: the same UUIDs as (n, 2) uint64 hi/lo
     guest_ref: np.ndarray  # S36
+    guest_halves: np.ndarray
     guest_pos: np.ndarray
     guest_first_name: np.ndarray  # index into the POS name pool
     guest_last_name: np.ndarray
@@ -52,16 +54,21 @@ class BlockFacts:
     guest_browser_count: np.ndarray
     # browsers
     browser_ref: np.ndarray
+    browser_halves: np.ndarray
     browser_guest: np.ndarray
     browser_channel: np.ndarray  # index into the POS's channels
     browser_agent: np.ndarray
     # sessions
     session_ref: np.ndarray
+    session_halves: np.ndarray
     session_browser: np.ndarray
-    session_order_ref: np.ndarray  # S16 hex, the order reference if the session buys
+    session_order_ref: np.ndarray  # the order's reference if the session buys
+    session_order_halves: np.ndarray
     session_pay_type: np.ndarray
     # events, sorted by (created_ms, ref)
     ref: np.ndarray
+    ref_hi: np.ndarray  # the ref's 128 bits as two uint64: sorting them sorts the ref strings
+    ref_lo: np.ndarray
     type: np.ndarray
     session: np.ndarray
     created_ms: np.ndarray
@@ -73,6 +80,7 @@ class BlockFacts:
     occurred_ms: np.ndarray
     execution_ms: np.ndarray
     execution_ref: np.ndarray
+    execution_halves: np.ndarray
     goal_mask: np.ndarray  # on CHECKOUT: bit f set when the order holds flow f's goal product
 
     def __len__(self) -> int:
@@ -129,8 +137,8 @@ def simulate_block(world: World, block: int) -> BlockFacts:
     graw = uuid_bytes(rng, n)
     gkey = uuid_u64(graw)
     gpos = rng.choice(len(world.pos_shares), size=n, p=world.pos_shares)
-    first_name = rng.integers(0, 512, n)
-    last_name = rng.integers(0, 512, n)
+    first_name = rng.integers(0, POOL_SIZE, n)
+    last_name = rng.integers(0, POOL_SIZE, n)
     domain = rng.integers(0, 3, n)
     nbrowsers = 1 + rng.choice(len(world.browser_shares), size=n, p=world.browser_shares)
     sigma = profile.population.activity_sigma
@@ -148,7 +156,7 @@ def simulate_block(world: World, block: int) -> BlockFacts:
     braw = uuid_bytes(rng, nb)
     nchannels = np.array([len(p.channels) for p in profile.points_of_sale])
     browser_channel = (rng.random(nb) * nchannels[gpos[browser_guest]]).astype(np.int64)
-    browser_agent = rng.integers(0, 512, nb)
+    browser_agent = rng.integers(0, POOL_SIZE, nb)
 
     # Sessions: how many, on which browser, when they start.
     nsess = rng.poisson(daily_rate * world.days)
@@ -390,8 +398,10 @@ def simulate_block(world: World, block: int) -> BlockFacts:
     e_occ = np.concatenate([np.zeros(m, dtype=np.int64), t_occ])
     e_exe = np.concatenate([np.zeros(m, dtype=np.int64), t_exe])
     total = m + k
-    refs = uuid_strings(uuid_bytes(rng, total))
-    exec_refs = uuid_strings(uuid_bytes(rng, total))
+    ref_raw = uuid_bytes(rng, total)
+    ref_halves = uuid_halves(ref_raw)
+    ref_hi, ref_lo = ref_halves[:, 0], ref_halves[:, 1]
+    exec_raw = uuid_bytes(rng, total)
     modified = e_created + rng.integers(0, 20, total)
 
     # Goal mask of each order: flows whose goal type was added to the session's cart.
@@ -405,14 +415,16 @@ def simulate_block(world: World, block: int) -> BlockFacts:
 
     keep = e_created < world.end_ms
     order = np.flatnonzero(keep)
-    order = order[np.lexsort((refs[order], e_created[order]))]
+    order = order[np.lexsort((ref_lo[order], ref_hi[order], e_created[order]))]
 
     sraw = uuid_bytes(rng, S)
-    order_ref = uuid_strings(uuid_bytes(rng, S)).astype("S36")
+    oraw = uuid_bytes(rng, S)
+    kept_exec = exec_raw[order]
     return BlockFacts(
         block=block,
         first_guest=block * BLOCK_GUESTS,
         guest_ref=uuid_strings(graw),
+        guest_halves=uuid_halves(graw),
         guest_pos=gpos,
         guest_first_name=first_name,
         guest_last_name=last_name,
@@ -420,14 +432,19 @@ def simulate_block(world: World, block: int) -> BlockFacts:
         guest_browsers=gfirst_browser,
         guest_browser_count=nbrowsers,
         browser_ref=uuid_strings(braw),
+        browser_halves=uuid_halves(braw),
         browser_guest=browser_guest,
         browser_channel=browser_channel,
         browser_agent=browser_agent,
         session_ref=uuid_strings(sraw),
+        session_halves=uuid_halves(sraw),
         session_browser=sbrowser,
-        session_order_ref=order_ref,
+        session_order_ref=uuid_strings(oraw),
+        session_order_halves=uuid_halves(oraw),
         session_pay_type=rng.choice(len(PAY_TYPES), size=S, p=_PAY_WEIGHTS),
-        ref=refs[order],
+        ref=uuid_strings(ref_raw[order]),
+        ref_hi=ref_hi[order],
+        ref_lo=ref_lo[order],
         type=e_type[order],
         session=e_sess[order],
         created_ms=e_created[order],
@@ -438,7 +455,8 @@ def simulate_block(world: World, block: int) -> BlockFacts:
         variant=e_var[order],
         occurred_ms=e_occ[order],
         execution_ms=e_exe[order],
-        execution_ref=exec_refs[order],
+        execution_ref=uuid_strings(kept_exec),
+        execution_halves=uuid_halves(kept_exec),
         goal_mask=e_goal[order],
     )
 

@@ -20,6 +20,14 @@ EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
 class NamePool:
     first: tuple[str, ...]
     last: tuple[str, ...]
+    first_slug: tuple[str, ...]  # ASCII forms for email addresses, folded once
+    last_slug: tuple[str, ...]
+
+    @classmethod
+    def of(cls, first: tuple[str, ...], last: tuple[str, ...]) -> NamePool:
+        return cls(
+            first, last, tuple(ascii_slug(x) for x in first), tuple(ascii_slug(x) for x in last)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +47,9 @@ class Pools:
                 fake = Faker("en_US")
             fake.seed_instance(seed)
             names.append(
-                NamePool(
-                    first=tuple(fake.first_name() for _ in range(POOL_SIZE)),
-                    last=tuple(fake.last_name() for _ in range(POOL_SIZE)),
+                NamePool.of(
+                    tuple(fake.first_name() for _ in range(POOL_SIZE)),
+                    tuple(fake.last_name() for _ in range(POOL_SIZE)),
                 )
             )
         agents = Faker("en_US")

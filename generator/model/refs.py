@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["uuid_bytes", "uuid_strings", "uuid_u64"]
+__all__ = ["uuid_bytes", "uuid_halves", "uuid_strings", "uuid_u64"]
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 # Where each of the 32 hex digits lands in the 36-character form (dashes at 8, 13, 18, 23).
@@ -33,3 +33,8 @@ def uuid_strings(raw: np.ndarray) -> np.ndarray:
 def uuid_u64(raw: np.ndarray) -> np.ndarray:
     """The first 8 bytes of each UUID as a big-endian uint64 (what sticky assignment hashes)."""
     return raw[:, :8].copy().view(">u8").reshape(-1).astype(np.uint64)
+
+
+def uuid_halves(raw: np.ndarray) -> np.ndarray:
+    """Each UUID as two big-endian uint64 (hi, lo): an (n, 2) array that sorts like the strings."""
+    return raw.copy().view(">u8").reshape(-1, 2).astype(np.uint64)

@@ -16,7 +16,7 @@ __all__ = ["BLOCK_GUESTS", "PAGE_CODES", "Catalog", "World"]
 
 # Guests are simulated in fixed blocks; block b's randomness is keyed by (seed, b), so the
 # output does not depend on how blocks are split among shards or worker processes.
-BLOCK_GUESTS = 512
+BLOCK_GUESTS = 2048
 
 PAGE_CODES: dict[Page, int] = {page: i for i, page in enumerate(Page)}
 EXIT = len(JOURNEY_PAGES)  # the "leave the site" state of the journey chain
