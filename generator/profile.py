@@ -103,7 +103,9 @@ class PointOfSale(_Frozen):
     language: str = Field(default="EN", pattern=r"^[A-Z]{2}$")
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     timezone: str = "UTC"
-    session_timeout_minutes: int = Field(default=20, ge=2, le=24 * 60, alias="sessionTimeoutMinutes")
+    session_timeout_minutes: int = Field(
+        default=20, ge=2, le=24 * 60, alias="sessionTimeoutMinutes"
+    )
     share: float = Field(default=1.0, gt=0)
     locale: str = "en_US"
 
@@ -113,7 +115,9 @@ class PointOfSale(_Frozen):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Europe/Dublin)")
+            raise ValueError(
+                f"unknown timezone {value!r} (use an IANA name such as Europe/Dublin)"
+            ) from None
         return value
 
     @field_validator("channels")
@@ -198,9 +202,9 @@ class Behaviour(_Frozen):
     same_session_conversion: Probability = Field(default=0.7, alias="sameSessionConversion")
     catalog: tuple[Product, ...] = Field(
         default=(
-            Product(type="running_shoes", name="Running shoes", items=40, priceRange=(60, 180)),
-            Product(type="apparel", name="Apparel", items=80, priceRange=(15, 90), weight=2.0),
-            Product(type="accessories", name="Accessories", items=60, priceRange=(5, 40)),
+            Product(type="running_shoes", name="Running shoes", items=40, price_range=(60, 180)),
+            Product(type="apparel", name="Apparel", items=80, price_range=(15, 90), weight=2.0),
+            Product(type="accessories", name="Accessories", items=60, price_range=(5, 40)),
         ),
         min_length=1,
     )
@@ -242,7 +246,9 @@ class Behaviour(_Frozen):
                 problems.append(f"{page}: checkout is reached only by a purchase")
             total = sum(row.values())
             if min(row.values(), default=0) < 0 or total > 1 + 1e-9:
-                problems.append(f"{page}: outgoing probabilities sum to {total:g}, must be at most 1")
+                problems.append(
+                    f"{page}: outgoing probabilities sum to {total:g}, must be at most 1"
+                )
         if problems:
             raise ValueError("; ".join(problems))
         return value
@@ -380,7 +386,9 @@ class Profile(_Frozen):
         return flow.ref or _stable_uuid(self.client_key, "flow", flow.friendly_id)
 
     def variant_ref(self, flow: Flow, variant: Variant) -> uuid.UUID:
-        return variant.ref or _stable_uuid(self.client_key, "variant", flow.friendly_id, variant.name)
+        return variant.ref or _stable_uuid(
+            self.client_key, "variant", flow.friendly_id, variant.name
+        )
 
     @property
     def end(self) -> dt.datetime:
@@ -412,7 +420,9 @@ def _loc(loc: tuple[int | str, ...], data: Any) -> str:
 def parse_profile(data: Any, source: str = "<profile>", sha256: str = "") -> Profile:
     """Validate already-parsed YAML data into a Profile, or raise ProfileError."""
     if not isinstance(data, dict):
-        raise ProfileError(source, ["the profile must be a mapping of fields (name, clientKey ...)"])
+        raise ProfileError(
+            source, ["the profile must be a mapping of fields (name, clientKey ...)"]
+        )
     try:
         profile = Profile.model_validate({**data, "source": source, "sha256": sha256})
     except ValidationError as exc:

@@ -91,7 +91,9 @@ def register(app: typer.Typer) -> None:
     @app.command("merge")
     def _merge(
         out: Path = typer.Argument(..., help="Directory holding every shard's parts."),
-        profile: str = typer.Option(..., "--profile", help="The profile the shards were made from."),
+        profile: str = typer.Option(
+            ..., "--profile", help="The profile the shards were made from."
+        ),
         workers: int = typer.Option(1, "--workers", min=1, max=64),
     ) -> None:
         """Join shards written with --shard into one dataset (when they were made apart)."""

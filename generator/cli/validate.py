@@ -1,14 +1,34 @@
-"""The `cdpsim validate` command (placeholder until its issue lands)."""
+"""The `cdpsim validate` command: check a dataset, print a readable report, exit 1 on problems."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-from generator.errors import CdpsimError
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from generator.dataset.validate import validate_dataset
+
+__all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
     @app.command("validate")
-    def _validate() -> None:
-        """Not built yet."""
-        raise CdpsimError("`cdpsim validate` is not built yet", code=2)
+    def _validate(
+        directory: Path = typer.Argument(..., help="A dataset directory made by cdpsim generate."),
+    ) -> None:
+        """Check every invariant of a dataset and its manifest; exit 1 with a report if any fail."""
+        console = Console(stderr=True)
+        report = validate_dataset(directory)
+        if report.ok:
+            console.print(f"[green]valid[/]: {report.events:,} events, every invariant holds")
+            return
+        table = Table(title=f"{directory}: {sum(report.problems.values()):,} problems")
+        table.add_column("check")
+        table.add_column("count", justify="right")
+        table.add_column("examples")
+        for kind, count in report.problems.most_common():
+            table.add_row(kind, f"{count:,}", "\n".join(report.examples[kind]))
+        console.print(table)
+        raise typer.Exit(1)

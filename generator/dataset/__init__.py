@@ -1,1 +1,1 @@
-"""A dataset on disk: writing it (sorted, sharded, merged), its manifest, reading and validating it."""
+"""A dataset on disk: writing it (sorted, sharded, merged), its manifest, reading, validating."""

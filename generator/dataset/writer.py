@@ -95,15 +95,16 @@ def _plan(req: GenerateRequest) -> _Plan:
     per_guest = max(pilot / pilot_guests, 1e-3)
     if guests is None:
         if req.events is not None:
-            # Enough whole blocks to hold the requested events with room to spare; the run is
-            # then cut at exactly that many, in time order.
-            need = req.events * 1.1 / per_guest + 2 * BLOCK_GUESTS
-            guests = int(math.ceil(need / BLOCK_GUESTS)) * BLOCK_GUESTS
+            # Enough guests to hold the requested events with room to spare (more, relatively,
+            # for small runs, whose totals vary more); the run is then cut at exactly that many,
+            # in time order.
+            need = (req.events * 1.1 + 60 * math.sqrt(req.events)) / per_guest
+            guests = max(1, math.ceil(need))
         else:
             guests = profile.population.guests
     expected = per_guest * guests
     window_ms = int(days * 86_400_000)
-    buckets = max(1, min(4096, int(math.ceil(expected / _BUCKET_TARGET))))
+    buckets = max(1, min(4096, math.ceil(expected / _BUCKET_TARGET)))
     bucket_ms = max(1, -(-window_ms // buckets))
     return _Plan(seed, days, guests, bucket_ms, buckets, req.events, req.gzip)
 
@@ -165,9 +166,10 @@ def _simulate_into_buckets(
                     part = rows[order[bounds[k] : bounds[k + 1]]]
                     pair = handles.get(k)
                     if pair is None:
+                        # Closed in the finally below: one pair per bucket stays open.
                         pair = handles[k] = (
-                            open(base / f"b{k:05d}.rows", "ab", buffering=1 << 18),
-                            open(base / f"b{k:05d}.extra", "ab"),
+                            open(base / f"b{k:05d}.rows", "ab", buffering=1 << 18),  # noqa: SIM115
+                            open(base / f"b{k:05d}.extra", "ab"),  # noqa: SIM115
                         )
                     carts = np.flatnonzero(part["extra_len"])
                     for i in carts.tolist():
@@ -207,11 +209,11 @@ def _write_guests(out: Any, renderer: BlockRenderer, facts: Any) -> None:
     identity_key = [b"~"] * n
     # facts are in (createdAt, ref) order, so a guest's first row is its first event.
     guests_seen, rows = np.unique(guest_of_event, return_index=True)
-    for g, key in zip(guests_seen.tolist(), keys_at(rows)):
+    for g, key in zip(guests_seen.tolist(), keys_at(rows), strict=True):
         first_key[g] = key
     ident = np.flatnonzero(facts.type == EventType.IDENTITY)
     guests_seen, rows = np.unique(guest_of_event[ident], return_index=True)
-    for g, key in zip(guests_seen.tolist(), keys_at(ident[rows])):
+    for g, key in zip(guests_seen.tolist(), keys_at(ident[rows]), strict=True):
         identity_key[g] = key
     buf = []
     for index, record in renderer.guests(facts):

@@ -303,8 +303,7 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
 
     idx, cols = take(E.IDENTITY)
     fmt = data(b"IDENTITY") + (
-        b',"email":%s,"firstname":%s,"lastname":%s,'
-        b'"identifiers":[{"provider":"email","id":%s}]}}\n'
+        b',"email":%s,"firstname":%s,"lastname":%s,"identifiers":[{"provider":"email","id":%s}]}}\n'
     )
     sel = rows[idx]
     identity = []

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
 from generator.events.stored import envelope, tracking_event
 from generator.events.timestamps import iso_strings
 from generator.events.types import EventType

@@ -1,4 +1,4 @@
-"""Stored-form events: the envelope CDP keeps for every event, and TRACKING exactly per the schema."""
+"""Stored-form events: the envelope CDP keeps for every event; TRACKING exactly per the schema."""
 
 from __future__ import annotations
 

@@ -371,9 +371,7 @@ def simulate_block(world: World, block: int) -> BlockFacts:
             continue
         occurred = x_time[src] + rng.integers(30, 250, k)
         execution = np.clip(
-            np.rint(
-                _lognormal(rng, flow.decision_time_ms.median, flow.decision_time_ms.sigma, k)
-            ),
+            np.rint(_lognormal(rng, flow.decision_time_ms.median, flow.decision_time_ms.sigma, k)),
             1,
             400,
         ).astype(np.int64)
@@ -382,7 +380,9 @@ def simulate_block(world: World, block: int) -> BlockFacts:
             (src, occurred, execution, created, np.full(k, f), assignments[f][vguest[hit]])
         )
     if t_parts:
-        t_src, t_occ, t_exe, t_created, t_flow, t_var = (np.concatenate(c) for c in zip(*t_parts))
+        t_src, t_occ, t_exe, t_created, t_flow, t_var = (
+            np.concatenate(c) for c in zip(*t_parts, strict=True)
+        )
     else:
         t_src = t_occ = t_exe = t_created = t_flow = t_var = np.zeros(0, dtype=np.int64)
     k = len(t_src)

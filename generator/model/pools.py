@@ -1,4 +1,4 @@
-"""Faker-built pools (names, user agents), made once per run and sampled by index in the hot path."""
+"""Faker-built pools (names, user agents), made once per run, sampled by index in the hot path."""
 
 from __future__ import annotations
 

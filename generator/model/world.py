@@ -1,4 +1,4 @@
-"""The simulated world: a validated profile turned once into the arrays and pools the model samples."""
+"""The simulated world: a validated profile turned once into the arrays and pools it samples."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ class Catalog:
         counts = np.array([p.items for p in products])
         first = np.concatenate([[0], np.cumsum(counts)[:-1]])
         item_type = np.repeat(np.arange(len(products)), counts)
-        prices, ids, names = [], [], []
+        prices: list[float] = []
+        ids: list[str] = []
+        names: list[str] = []
         for p in products:
             low, high = p.price_range
             # Prices spread evenly over the range: stable, seed-free, and easy to check.
@@ -64,9 +66,9 @@ class Catalog:
 
     def sample_items(self, rng: np.random.Generator, types: np.ndarray) -> np.ndarray:
         """A uniformly chosen item of each given product type."""
-        return self.type_first_item[types] + (rng.random(len(types)) * self.type_items[types]).astype(
-            np.int64
-        )
+        return self.type_first_item[types] + (
+            rng.random(len(types)) * self.type_items[types]
+        ).astype(np.int64)
 
 
 class World:
