@@ -112,7 +112,15 @@ def register(app: typer.Typer) -> None:
         if result.error:
             code = EXIT_GAVE_UP if "gave up" in result.error else 1
             raise CdpsimError(result.error, code=code)
+        # Errors rather than typer.Exit: the command runs with standalone_mode off, where an
+        # Exit's code would be swallowed.
         if result.status == "interrupted":
-            raise typer.Exit(EXIT_INTERRUPTED)
+            raise CdpsimError(
+                f"interrupted; the checkpoint is saved in {result.state}, continue with --resume",
+                code=EXIT_INTERRUPTED,
+            )
         if data["failedPermanently"]:
-            raise typer.Exit(EXIT_FAILURES)
+            raise CdpsimError(
+                f"{data['failedPermanently']:,} events failed permanently (reasons above)",
+                code=EXIT_FAILURES,
+            )

@@ -110,7 +110,9 @@ class Checkpoint:
         try:
             data = orjson.loads(path.read_bytes())
         except FileNotFoundError:
-            raise CheckpointError(f"{path}: no checkpoint to resume from") from None
+            raise CheckpointError(
+                f"{path}: no checkpoint to resume from. Nothing was sent."
+            ) from None
         except orjson.JSONDecodeError as exc:
             raise CheckpointError(f"{path}: checkpoint is not valid JSON ({exc})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -135,7 +137,7 @@ class Checkpoint:
         if self.dataset != dataset:
             raise CheckpointError(
                 f"{path}: this checkpoint belongs to another dataset (or the dataset changed "
-                "since); nothing was sent. Use another --state path to replay this dataset."
+                "since). Nothing was sent; use another --state path to replay this dataset."
             )
         if self.target != target:
             raise CheckpointError(

@@ -133,7 +133,10 @@ class _Run:
         self.durable_horizon = checkpoint.horizon
         self.horizon_step = max(256, 8 * options.concurrency)
         self.queues: dict[str, deque[Step]] = {}
-        self.ready: gevent.queue.PriorityQueue = gevent.queue.PriorityQueue()
+        # (line, step); a worker takes the oldest step whose guest has nothing in flight.
+        self.ready: gevent.queue.PriorityQueue[tuple[int, Step | None]] = (
+            gevent.queue.PriorityQueue()
+        )
         self.stopping = gevent.event.Event()
         self.over = gevent.event.Event()
         self.window_open = gevent.event.Event()
@@ -186,6 +189,12 @@ class _Run:
             self.stopping.set()
             self.window_open.set()
             self.over.set()
+            self._release_idle_workers()
+
+    def _release_idle_workers(self) -> None:
+        # Sentinels sort before every step (lines are numbered from 1), one per worker.
+        for i in range(self.options.concurrency):
+            self.ready.put((-1 - i, None))
 
     # -- reading ahead ---------------------------------------------------------------------
 
@@ -221,7 +230,7 @@ class _Run:
     def _work(self) -> None:
         while not self.stopping.is_set():
             _, step = self.ready.get()
-            if self.stopping.is_set():
+            if step is None or self.stopping.is_set():
                 return
             if step.seq > self.durable_horizon:
                 self.ckpt.horizon = max(self.ckpt.horizon, step.seq + self.horizon_step)
