@@ -44,9 +44,12 @@ def _root(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; user errors become a readable message and an exit code."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click hands back the code of a typer.Exit instead of exiting.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int):
+            return code
     except ProfileError as exc:
         err.print("[bold red]profile error[/]", highlight=False)
         for problem in exc.problems:

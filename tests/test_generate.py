@@ -1,0 +1,139 @@
+"""`cdpsim generate`: the dataset's shape, exact sizes, and the same bytes however it is split."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from conftest import make_dataset
+from generator.dataset.reader import open_dataset
+from generator.dataset.validate import validate_dataset
+from generator.profile import load_profile
+
+FILES = ("events.jsonl", "guests.jsonl", "manifest.json")
+
+
+def _bytes(d: Path) -> dict[str, bytes]:
+    return {name: (d / name).read_bytes() for name in FILES}
+
+
+def test_dataset_shape(smoke_dataset: Path) -> None:
+    assert sorted(p.name for p in smoke_dataset.iterdir()) == sorted(FILES)
+    manifest = orjson.loads((smoke_dataset / "manifest.json").read_bytes())
+    for key in ("profile", "seed", "generator", "start", "end", "clientKey", "pointsOfSale"):
+        assert key in manifest
+    assert manifest["pointsOfSale"]["smokeshop/ireland"]["sessionTimeoutMinutes"] == 20
+    events = [e for _, e in open_dataset(smoke_dataset).events()]
+    assert Counter(e["type"] for e in events) == {
+        k: v for k, v in manifest["counts"].items() if v
+    }
+    keys = [(e["createdAt"], e["ref"]) for e in events]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    for flow in manifest["flows"].values():
+        for v in flow["variants"]:
+            assert {"flowVariantRef", "name", "weight", "conversionRate"} <= v.keys()
+            assert v["exposures"] >= v["exposedGuests"] >= v["convertedGuests"] >= 0
+
+
+def test_all_event_types_appear(multi_dataset: Path) -> None:
+    counts = orjson.loads((multi_dataset / "manifest.json").read_bytes())["counts"]
+    assert all(counts[t] > 0 for t in counts), counts
+
+
+def test_validate_accepts_generated(smoke_dataset: Path, multi_dataset: Path) -> None:
+    for d in (smoke_dataset, multi_dataset):
+        report = validate_dataset(d)
+        assert report.ok, dict(report.problems)
+
+
+def test_same_seed_same_bytes(tmp_path: Path, smoke_dataset: Path) -> None:
+    again = make_dataset(tmp_path / "again", "smoke")
+    assert _bytes(again) == _bytes(smoke_dataset)
+    other = make_dataset(tmp_path / "other", "smoke", seed=8)
+    assert _bytes(other)["events.jsonl"] != _bytes(smoke_dataset)["events.jsonl"]
+
+
+def test_workers_and_shards_give_the_same_bytes(tmp_path: Path) -> None:
+    kwargs = {"events": 30_000}
+    one = make_dataset(tmp_path / "one", "multi-region", **kwargs)
+    two = make_dataset(tmp_path / "two", "multi-region", workers=2, **kwargs)
+    assert _bytes(two) == _bytes(one)
+    profile = load_profile(Path(__file__).resolve().parents[1] / "profiles/multi-region.yaml")
+    from generator.dataset.writer import GenerateRequest, generate
+
+    sharded = tmp_path / "sharded"
+    for i in (3, 1, 2):  # any order; the last to finish joins
+        result = generate(GenerateRequest(profile=profile, out=sharded, shard=(i, 3), **kwargs))
+        assert result.complete == (i == 2)
+    assert _bytes(sharded) == _bytes(one)
+    assert not (sharded / ".parts").exists()
+
+
+def test_exact_event_count_and_days(tmp_path: Path) -> None:
+    d = make_dataset(tmp_path / "n", "retail-ireland", events=12_345)
+    manifest = orjson.loads((d / "manifest.json").read_bytes())
+    assert manifest["events"] == 12_345
+    assert sum(1 for _ in open_dataset(d).raw_events()) == 12_345
+    assert validate_dataset(d).ok
+    short = make_dataset(tmp_path / "d", "smoke", days=0.25)
+    last = list(open_dataset(short).events())[-1][1]["createdAt"]
+    assert last < "2025-03-03T06:00:00.000Z"
+
+
+def test_gzip_holds_the_same_events(tmp_path: Path, smoke_dataset: Path) -> None:
+    d = make_dataset(tmp_path / "gz", "smoke", gzip=True)
+    assert gzip.decompress((d / "events.jsonl.gz").read_bytes()) == (
+        smoke_dataset / "events.jsonl"
+    ).read_bytes()
+    assert validate_dataset(d).ok
+
+
+def test_reserved_email_domains_and_no_phones(smoke_dataset: Path) -> None:
+    for _, g in open_dataset(smoke_dataset).guests():
+        assert g["email"].rsplit("@", 1)[1] in ("example.com", "example.net", "example.org")
+        assert "phone" not in g
+
+
+def test_cli_generate_and_validate(tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    env = {**os.environ, "COLUMNS": "120"}
+    cmd = [sys.executable, "-m", "generator.cli"]
+    gen = subprocess.run(
+        [*cmd, "generate", "smoke", "--out", str(out), "--events", "500", "--format", "jsonl.gz"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert gen.returncode == 0, gen.stderr
+    assert "wrote 500 events" in gen.stderr
+    val = subprocess.run([*cmd, "validate", str(out)], capture_output=True, text=True, env=env)
+    assert val.returncode == 0, val.stderr
+    again = subprocess.run(
+        [*cmd, "generate", "smoke", "--out", str(out)], capture_output=True, text=True, env=env
+    )
+    assert again.returncode == 2 and "already holds a dataset" in again.stderr
+    bad = subprocess.run(
+        [*cmd, "generate", "smoke", "--out", str(tmp_path / "x"), "--shard", "5/2"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode == 2 and "--shard" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("flag", ["--events", "--days"])
+def test_cli_rejects_nonsense_bounds(tmp_path: Path, flag: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "generator.cli", "generate", "smoke", "--out", str(tmp_path), flag, "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
