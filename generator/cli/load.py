@@ -86,5 +86,15 @@ def register(app: typer.Typer) -> None:
             timeout=timeout,
         )
         summary = test.run(Console())
+        if summary["verdict"] == "events_lost":
+            rec = summary["reconciliation"]
+            raise CdpsimError(
+                f"events lost or duplicated: {rec['lost']} acknowledged but not stored, "
+                f"{rec['duplicated']} duplicated",
+                code=summary["exit_code"],
+            )
         if summary["exit_code"]:
-            raise typer.Exit(summary["exit_code"])
+            raise CdpsimError(
+                "the run did not hold: " + "; ".join(summary["slo"]["breaches"]),
+                code=summary["exit_code"],
+            )

@@ -19,7 +19,7 @@ from generator.load.journeys import Journey, JourneyCompiler
 from generator.load.plan import LoadPlan, add_arguments
 from generator.load.shapes import ShapeSpec
 from generator.load.stock import Stock
-from generator.load.tally import Tally
+from generator.load.tally import Tally, redact
 from generator.model.history import GuestHistory
 from generator.profile import Profile, load_profile
 
@@ -144,6 +144,6 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
 
 
 def _error_text(exception: BaseException, status: int) -> str:
-    text = str(exception) or type(exception).__name__
+    text = redact(str(exception) or type(exception).__name__)
     text = text.splitlines()[0][:160]
     return f"{status}: {text}" if status else text

@@ -61,7 +61,8 @@ class Stock(Generic[T]):
     def guest(self, generation: int, index: int) -> T:
         block, offset = divmod(index, BLOCK_GUESTS)
         items = self._block(generation, block)()
-        self._block(generation, block + 1)  # prefetch: ready before anyone needs it
+        if self.run_in_thread is not None:
+            self._block(generation, block + 1)  # prefetch: ready before anyone needs it
         return items[offset % len(items)]
 
     def _block(self, generation: int, block: int) -> Callable[[], list[T]]:

@@ -26,13 +26,15 @@ def reconcile(tally: Tally, stats: dict[str, Any]) -> dict[str, int]:
     """What the target acknowledged against what its ledger stored (`/_cdpsim/stats`).
 
     `lost`: acknowledged but not stored. `duplicated`: stored more often than sent, plus repeats
-    the server recognised (same idempotency key or ref) and did not store again.
+    the server recognised (same idempotency key or ref) and did not store again. Requests that
+    failed or that the end of the run cut off (`cut_at_stop`) may or may not have been stored.
     """
     stored = int(stats.get("total", sum(stats.get("stored", {}).values())))
     acknowledged = tally.events_acknowledged
     return {
         "sent": tally.events_sent,
         "acknowledged": acknowledged,
+        "cut_at_stop": tally.events_cut,
         "stored": stored,
         "lost": max(0, acknowledged - stored),
         "duplicated": int(stats.get("duplicates", 0)) + max(0, stored - tally.events_sent),

@@ -4,6 +4,7 @@ histogram of latency in microseconds; written to a file at exit and merged acros
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,13 +13,21 @@ from typing import Any
 import orjson
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["Tally", "merge_tallies", "read_tallies"]
+__all__ = ["Tally", "merge_tallies", "read_tallies", "redact"]
 
 # 1 us to 1 hour at 3 significant digits: exact enough for a sub-millisecond p99.
 _LOWEST_US = 1
 _HIGHEST_US = 3_600_000_000
 _DIGITS = 3
 _MAX_ERRORS = 20
+
+
+_KEY_IN_TEXT = re.compile(r"(client_?[kK]ey[=\":\s]+)([A-Za-z0-9]{4})[A-Za-z0-9]{8,}")
+
+
+def redact(text: str) -> str:
+    """A client key is never shown whole: keep its first 4 characters."""
+    return _KEY_IN_TEXT.sub(r"\1\2…", text)
 
 
 def _histogram() -> HdrHistogram:
@@ -36,6 +45,7 @@ class Tally:
     events_sent: int = 0  # events in requests that were started
     events_acknowledged: int = 0  # events the target answered 2xx for (ingest: its `accepted`)
     events_rejected: int = 0  # events an ingest answer listed as rejected
+    events_cut: int = 0  # events of requests the end of the run interrupted (outcome unknown)
     flows_not_run: int = 0  # callFlows answered without running (no TRACKING to expect)
     missed_schedules: int = 0  # open model: arrivals that could not be started on time
     journeys: int = 0
@@ -69,6 +79,7 @@ class Tally:
         self.events_sent += other.events_sent
         self.events_acknowledged += other.events_acknowledged
         self.events_rejected += other.events_rejected
+        self.events_cut += other.events_cut
         self.flows_not_run += other.flows_not_run
         self.missed_schedules += other.missed_schedules
         self.journeys += other.journeys
@@ -86,6 +97,7 @@ class Tally:
                 "events_sent",
                 "events_acknowledged",
                 "events_rejected",
+                "events_cut",
                 "flows_not_run",
                 "missed_schedules",
                 "journeys",

@@ -9,20 +9,28 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
+from gevent import GreenletExit
 from locust import LoadTestShape, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
+from locust.user.task import LOCUST_STATE_STOPPING
 
 from generator.events.wire import LIBRARY_VERSION
 from generator.load.journeys import Journey, Step, StepKind
 from generator.load.shapes import users_at
 from generator.load.station import Station
+from generator.load.tally import Tally, redact
 
 __all__ = ["IngestClient", "JourneyGuest", "ProfileShape"]
 
+# A zero wait makes a user look idle to Locust's stop, which then kills it mid-request; pauses
+# shorter than this are not waited for, the task goes straight on.
+_MIN_WAIT = 0.001
 _JSON = {"Content-Type": "application/json", "X-Library-Version": LIBRARY_VERSION}
 _NDJSON = {"Content-Type": "application/x-ndjson"}
 _BROWSER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -64,19 +72,23 @@ class JourneyGuest(_StationUser):
         self.station.tally.journeys += 1
 
     @task
-    def step(self) -> None:
-        step = self.journey.steps[self.position]
-        ok = self._create_browser(step) if step.kind is StepKind.BROWSER else self._send(step)
-        self.position += 1
-        if not ok or self.position >= len(self.journey.steps):
-            # A journey whose browser could not be made cannot go on: start the next guest.
-            self._begin()
-        self._delay = self.journey.steps[self.position].delay
+    def walk(self) -> None:
+        """Send the journey's next steps, up to the next think time worth waiting for."""
+        while True:
+            step = self.journey.steps[self.position]
+            ok = self._create_browser(step) if step.kind is StepKind.BROWSER else self._send(step)
+            self.position += 1
+            if not ok or self.position >= len(self.journey.steps):
+                # A journey whose browser could not be made cannot go on: the next guest.
+                self._begin()
+            self._delay = self.journey.steps[self.position].delay
+            if self._delay >= _MIN_WAIT or self._state == LOCUST_STATE_STOPPING:
+                return
 
     def _create_browser(self, step: Step) -> bool:
         with self.client.get(step.path, name=step.name, catch_response=True) as response:
             if not 200 <= response.status_code < 300:
-                response.failure(f"browser create answered {response.status_code}")
+                response.failure(_refusal("browser create", response))
                 return False
             try:
                 ref = orjson.loads(response.content or b"")["ref"]
@@ -96,13 +108,16 @@ class JourneyGuest(_StationUser):
         self.sent += 1
         key = f"{self.station.run_id}-{self.station.worker}-{self.serial}-{self.sent}"
         headers = {**_JSON, "X-Idempotency-Key": key}
-        with self.client.post(
-            step.path,
-            data=step.body(browser_id),  # type: ignore[arg-type]  # bytes are sent as they are
-            headers=headers,
-            name=step.name,
-            catch_response=True,
-        ) as response:
+        with (
+            _cut_counted(tally, 1),
+            self.client.post(
+                step.path,
+                data=step.body(browser_id),  # type: ignore[arg-type]  # bytes are sent as they are
+                headers=headers,
+                name=step.name,
+                catch_response=True,
+            ) as response,
+        ):
             if 200 <= response.status_code < 300:
                 if step.kind is StepKind.FLOW and _flow_not_run(response.content):
                     tally.flows_not_run += 1  # answered, but nothing ran: no TRACKING stored
@@ -110,8 +125,28 @@ class JourneyGuest(_StationUser):
                     tally.events_acknowledged += 1
                 response.success()
             else:
-                response.failure(f"{step.name} answered {response.status_code}")
+                response.failure(_refusal(step.name, response))
         return True
+
+
+@contextmanager
+def _cut_counted(tally: Tally, events: int) -> Iterator[None]:
+    """Count the events of a request the end of the run cut off (sent, never answered)."""
+    try:
+        yield
+    except GreenletExit:
+        tally.events_cut += events
+        raise
+
+
+def _refusal(name: str, response: Any) -> str:
+    if response.status_code:
+        return f"{name} answered {response.status_code}"
+    error = getattr(response, "error", None)
+    if error is None:
+        return f"{name}: no answer"
+    # The exception's text repeats the URL; the status line and the error type say enough.
+    return f"{name}: no answer ({type(error).__name__}: {redact(str(error)).splitlines()[0][:120]})"
 
 
 def _flow_not_run(content: bytes | None) -> bool:
@@ -145,9 +180,7 @@ class IngestClient(_StationUser):
             self.due += self.interval * (self.serial % self.station.stride) / self.station.stride
 
     def wait_time(self) -> float:
-        if not self.interval:
-            return 0.0
-        return max(0.0, self.due - time.monotonic())
+        return max(_MIN_WAIT, self.due - time.monotonic()) if self.interval else _MIN_WAIT
 
     def _parcel(self) -> list[bytes]:
         while len(self.buffer) < self.batch:
@@ -157,18 +190,30 @@ class IngestClient(_StationUser):
 
     @task
     def post(self) -> None:
+        """Post parcels back to back, or on schedule, until a pause is due or the run stops."""
+        while True:
+            self._post()
+            if self._state == LOCUST_STATE_STOPPING:
+                return
+            if self.interval and self.due - time.monotonic() >= _MIN_WAIT:
+                return
+
+    def _post(self) -> None:
         parcel = self._parcel()
         tally = self.station.tally
         tally.events_sent += len(parcel)
         body, headers = (parcel[0], _JSON) if self.batch == 1 else (b"\n".join(parcel), _NDJSON)
         path = self.station.plan.ingest_path
-        with self.client.post(
-            path,
-            data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
-            headers=headers,
-            name="ingest",
-            catch_response=True,
-        ) as response:
+        with (
+            _cut_counted(tally, len(parcel)),
+            self.client.post(
+                path,
+                data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
+                headers=headers,
+                name="ingest",
+                catch_response=True,
+            ) as response,
+        ):
             self._count(response, len(parcel))
         if self.interval:
             self.due += self.interval
@@ -180,7 +225,7 @@ class IngestClient(_StationUser):
 
     def _count(self, response: Any, events: int) -> None:
         if not 200 <= response.status_code < 300:
-            response.failure(f"ingest answered {response.status_code}")
+            response.failure(_refusal("ingest", response))
             return
         try:
             answer = orjson.loads(response.content or b"")
