@@ -302,6 +302,17 @@ def test_plan_orders_steps_per_guest_and_builds_wire_requests(tmp_path: Path) ->
     assert plan.fingerprint == Plan.open(tmp_path / "ds").fingerprint
 
 
+def test_a_flow_call_answered_without_a_run_is_told_apart() -> None:
+    from generator.replay.run import _outside_allocation
+    from generator.replay.sender import Answer, Outcome
+
+    outside = b'{"friendlyId":"f","flowRef":"r","variant":null,"reason":"outside allocation"}'
+    assert _outside_allocation(Answer(Outcome.ACKNOWLEDGED, "", 200, body=outside))
+    ran = b'{"friendlyId":"f","variant":{"ref":"v","name":"popup"}}'
+    assert not _outside_allocation(Answer(Outcome.ACKNOWLEDGED, "", 200, body=ran))
+    assert not _outside_allocation(Answer(Outcome.ACKNOWLEDGED, "", 200, body=b"[]"))
+
+
 # --- bad input: a clear error, a non-zero exit, nothing sent -----------------------------------
 
 
@@ -409,6 +420,25 @@ def test_permanent_failures_are_recorded_with_reasons_and_keys_stay_masked(
     assert proc.returncode == 1 and "401" in proc.stderr and "****0XYZ" in proc.stderr
     assert "WrongKey" not in proc.stderr + proc.stdout
     assert CLIENT_KEY not in proc.stderr + proc.stdout
+
+
+def test_a_target_that_keeps_failing_stops_the_run_with_the_checkpoint_saved(
+    tmp_path: Path,
+) -> None:
+    from generator.server.process import EmbeddedServer
+
+    ds = make_dataset(tmp_path / "ds", guests=2, seed=21)
+    with EmbeddedServer(profile_path=SMOKE, extra_args=["--fail-rate", "1"]) as server:
+        proc = run_replay(ds, "--target", server.url, "--max-retries", "1")
+        stats = server.stats()
+    assert proc.returncode == 4, proc.stderr
+    assert "gave up" in proc.stderr and "--resume" in proc.stderr
+    report = report_of(proc)
+    assert report["status"] == "stopped" and report["finished"] == 0
+    assert report["failedPermanently"] == 0  # a target outage loses nothing: resume sends it
+    assert report["retried"] >= 1 and report["possibleDuplicatesIfKeysIgnored"] >= 1
+    assert Checkpoint.load(tmp_path / "ds.replay-state.json").finished == 0
+    assert stats["total"] == 0
 
 
 # --- the proof: faults, a SIGKILL midway, a resume, and exactly the dataset stored -------------

@@ -23,9 +23,9 @@ from generator.replay.report import build_report, render_report
 from generator.replay.retry import RetryPolicy
 from generator.replay.run import ReplayOptions, replay
 
-# Exit codes beyond 0 and the usual 1 (bad input): the run ended but not everything arrived.
+# Exit codes beyond 0 and 1 (bad input): the run ended but not everything arrived. A run that
+# gave up on a target that kept failing exits 4 (GiveUp's code).
 EXIT_FAILURES = 3
-EXIT_GAVE_UP = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -110,8 +110,7 @@ def register(app: typer.Typer) -> None:
         sys.stdout.buffer.write(line + b"\n")
         sys.stdout.flush()
         if result.error:
-            code = EXIT_GAVE_UP if "gave up" in result.error else 1
-            raise CdpsimError(result.error, code=code)
+            raise CdpsimError(result.error, code=result.error_code or 1)
         # Errors rather than typer.Exit: the command runs with standalone_mode off, where an
         # Exit's code would be swallowed.
         if result.status == "interrupted":

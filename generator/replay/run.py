@@ -62,6 +62,16 @@ class ReplayResult:
     requests: int  # attempts made by this run
     error: str | None = None
     already_complete: bool = False
+    error_code: int = 0
+
+
+def _outside_allocation(answer: Answer) -> bool:
+    """The embedded server answers `"variant": null` when its own assignment puts the guest
+    outside an experiment's traffic allocation: the call succeeded but no TRACKING was made."""
+    if b'"variant":null' not in answer.body.replace(b" ", b""):
+        return False
+    data = answer.json()
+    return isinstance(data, dict) and "variant" in data and data["variant"] is None
 
 
 class _Stopped(Exception):
@@ -180,6 +190,7 @@ class _Run:
             time.monotonic() - started,
             self.requests,
             str(self.error) if self.error else None,
+            error_code=self.error.code if self.error else 0,
         )
 
     def stop(self, status: str, error: CdpsimError | None = None) -> None:
@@ -261,6 +272,8 @@ class _Run:
         answer = self._send(self.plan.request(step, browser_id), step.ref, step.ref, repeat)
         if answer.outcome is Outcome.ACKNOWLEDGED:
             ckpt.tally.ack(step.type)
+            if step.type == "TRACKING" and _outside_allocation(answer):
+                ckpt.tally.flow_runs_not_recorded += 1
         else:
             ckpt.tally.fail(seq=step.seq, ref=step.ref, kind=step.type, reason=answer.reason)
 

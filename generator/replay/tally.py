@@ -20,6 +20,8 @@ class Tally:
     retried: int = 0  # extra attempts after a timeout, connection error, 429 or 5xx
     failed: int = 0  # events given up for good (a 4xx other than 429, or their browser's create)
     possible_duplicates: int = 0  # sends that a target ignoring idempotency keys may store twice
+    # callFlows acknowledged without a flow run (the target put its guest outside the allocation)
+    flow_runs_not_recorded: int = 0
     acknowledged_by_type: dict[str, int] = field(default_factory=dict)
     failed_by_reason: dict[str, int] = field(default_factory=dict)
     failure_samples: list[dict[str, Any]] = field(default_factory=list)
