@@ -1,0 +1,98 @@
+"""Generator speed and memory against the hand-written Faker+json baseline, in the same run.
+
+Figures (issue 2): events/s of `cdpsim generate profiles/retail-ireland.yaml` vs the baseline
+(target >= 5x), `--workers 2` vs one worker (>= 1.6x), peak RSS at 5M vs 1M events (within 20%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import orjson
+from common import CDPSIM, PYTHON, ROOT, baseline_script, run
+
+
+def events_in(d: Path) -> int:
+    return int(orjson.loads((d / "manifest.json").read_bytes())["events"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--big", type=int, default=5_000_000, help="events for the RSS check")
+    parser.add_argument("--small", type=int, default=1_000_000)
+    parser.add_argument("--baseline-events", type=int, default=300_000)
+    args = parser.parse_args()
+    profile = str(ROOT / "profiles/retail-ireland.yaml")
+    work = Path(tempfile.mkdtemp(prefix="cdpsim-bench-"))
+    try:
+        base = run(
+            [PYTHON, str(baseline_script()), str(args.baseline_events), str(work / "b.jsonl")]
+        )
+        base_rate = args.baseline_events / base.seconds
+
+        d = work / "default"
+        ours = run([*CDPSIM, "generate", profile, "--out", str(d)])
+        ours_rate = events_in(d) / ours.seconds
+
+        one = run(
+            [*CDPSIM, "generate", profile, "--out", str(work / "w1"), "--events", str(args.small)]
+        )
+        two = run(
+            [
+                *CDPSIM,
+                "generate",
+                profile,
+                "--out",
+                str(work / "w2"),
+                "--events",
+                str(args.small),
+                "--workers",
+                "2",
+            ]
+        )
+        same = (work / "w1/events.jsonl").read_bytes() == (work / "w2/events.jsonl").read_bytes()
+        shutil.rmtree(work / "w2")
+        big = run(
+            [*CDPSIM, "generate", profile, "--out", str(work / "big"), "--events", str(args.big)]
+        )
+        shutil.rmtree(work / "big")
+
+        result = {
+            "baseline_events_per_s": round(base_rate),
+            "generate_events_per_s": round(ours_rate),
+            "generate_vs_baseline": round(ours_rate / base_rate, 2),
+            "one_worker_events_per_s": round(args.small / one.seconds),
+            "two_workers_events_per_s": round(args.small / two.seconds),
+            "workers2_vs_1": round(one.seconds / two.seconds, 2),
+            "workers_same_bytes": same,
+            "rss_mb_small": round(one.max_rss_mb, 1),
+            "rss_mb_big": round(big.max_rss_mb, 1),
+            "rss_big_vs_small": round(big.max_rss_mb / one.max_rss_mb, 3),
+            "small_events": args.small,
+            "big_events": args.big,
+        }
+        print(f"baseline (Faker+json)     {base_rate:>12,.0f} events/s")
+        print(
+            f"cdpsim generate (default) {ours_rate:>12,.0f} events/s   "
+            f"{result['generate_vs_baseline']}x baseline (target >= 5x)"
+        )
+        print(
+            f"--events {args.small:,}: 1 worker {result['one_worker_events_per_s']:,}/s, "
+            f"2 workers {result['two_workers_events_per_s']:,}/s = {result['workers2_vs_1']}x "
+            f"(target >= 1.6x), same bytes: {same}"
+        )
+        print(
+            f"peak RSS {args.small:,} events {result['rss_mb_small']} MB, {args.big:,} events "
+            f"{result['rss_mb_big']} MB = {result['rss_big_vs_small']}x (target <= 1.2x)"
+        )
+        print(json.dumps({"bench": "generate", **result}))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Phase B of writing a dataset: one time bucket sorted by (createdAt, ref), cut, and rendered."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from generator.dataset.parts import no_cyclic_gc
+from generator.dataset.plan import Plan, parts_dir, renderer_for, sort_key
+from generator.events.lines import ROW_DTYPE, render_rows, sort_rows
+from generator.events.types import EventType
+from generator.profile import Profile
+
+__all__ = ["Chunk", "ChunkJob", "append_chunk", "write_chunk"]
+
+RENDER_SLICE = 20_000  # rows rendered at a time: bounds the memory of the text
+
+# (profile, plan, out, bucket, keep: how many of its events to keep, or all)
+ChunkJob = tuple[Profile, Plan, Path, int, int | None]
+
+
+@dataclass
+class Chunk:
+    index: int
+    lines: int
+    counts: np.ndarray  # events by type code
+    tagged: np.ndarray  # rows of TRACKING and CHECKOUT events, for the answer key
+    last_key: bytes
+    path: Path
+
+
+def write_chunk(job: ChunkJob) -> Chunk:
+    """Sort one bucket across every shard and worker; cut; render it to a chunk file."""
+    with no_cyclic_gc():
+        return _write_chunk(*job)
+
+
+def _write_chunk(profile: Profile, plan: Plan, out: Path, k: int, keep: int | None) -> Chunk:
+    parts, extras = [], []
+    base = 0
+    for path in sorted(parts_dir(out).glob(f"shard-*/w*/b{k:05d}.rows")):
+        rows = np.fromfile(path, dtype=ROW_DTYPE)
+        extra = path.with_suffix(".extra").read_bytes()
+        rows["extra"] += base
+        base += len(extra)
+        parts.append(rows)
+        extras.append(extra)
+    rows = np.concatenate(parts) if parts else np.zeros(0, dtype=ROW_DTYPE)
+    del parts
+    order = sort_rows(rows)
+    if keep is not None:
+        order = order[:keep]
+    kept = rows[order]
+    del rows, order
+    renderer = renderer_for(profile, plan)
+    blob = b"".join(extras)
+    path = parts_dir(out) / "chunks" / f"c{k:05d}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Each chunk of a .gz file is a whole gzip member; members concatenate into one valid file.
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31) if plan.gzip else None
+    with open(path, "wb") as dst:
+        for lo in range(0, len(kept), RENDER_SLICE):
+            text = b"".join(render_rows(renderer, kept[lo : lo + RENDER_SLICE], blob))
+            dst.write(packer.compress(text) if packer else text)
+        if packer and len(kept):
+            dst.write(packer.flush())
+    tagged = kept[(kept["type"] == EventType.TRACKING) | (kept["type"] == EventType.CHECKOUT)]
+    last = kept[-1] if len(kept) else None
+    return Chunk(
+        index=k,
+        lines=len(kept),
+        counts=np.bincount(kept["type"], minlength=len(EventType)),
+        tagged=tagged[["type", "guest", "flow", "variant", "goal", "created"]],
+        last_key=(
+            sort_key(int(last["created"]), int(last["ref_hi"]), int(last["ref_lo"]))
+            if last is not None
+            else b""
+        ),
+        path=path,
+    )
+
+
+def append_chunk(dst: IO[bytes], path: Path) -> None:
+    """Append a chunk file to the open output (copied by the kernel where it can), then drop it."""
+    dst.flush()
+    start = os.lseek(dst.fileno(), 0, os.SEEK_CUR)
+    with open(path, "rb") as src:
+        size = os.fstat(src.fileno()).st_size
+        copied = 0
+        try:
+            while copied < size:
+                n = os.copy_file_range(src.fileno(), dst.fileno(), size - copied)
+                if n == 0:
+                    break
+                copied += n
+        except OSError:  # no in-kernel copy here: start this chunk again the plain way
+            copied = 0
+            os.ftruncate(dst.fileno(), start)
+            os.lseek(dst.fileno(), start, os.SEEK_SET)
+        if copied < size:
+            src.seek(copied)
+            shutil.copyfileobj(src, dst, 1 << 22)
+    os.unlink(path)

@@ -1,0 +1,119 @@
+"""What every shard and worker of one `generate` run agrees on: population, buckets, paths."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from generator.events.render import BlockRenderer
+from generator.model.block import simulate_block
+from generator.model.world import BLOCK_GUESTS, World
+from generator.profile import Profile
+
+__all__ = ["Plan", "blocks_of", "make_plan", "parts_dir", "renderer_for", "shard_dir", "sort_key"]
+
+BUCKET_TARGET = 80_000  # events a time bucket should hold: bounds the memory of sorting one
+
+
+@dataclass(frozen=True)
+class Plan:
+    seed: int
+    days: float
+    guests: int
+    edges: tuple[int, ...]  # bucket k holds createdAt in [edges[k], edges[k+1])
+    events: int | None  # cut the dataset at exactly this many events, in time order
+    gzip: bool
+
+    @property
+    def buckets(self) -> int:
+        return len(self.edges) - 1
+
+    def bucket_of(self, created_ms: np.ndarray) -> np.ndarray:
+        return np.searchsorted(np.asarray(self.edges[1:-1]), created_ms, side="right")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "edges": list(self.edges)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        return cls(**{**data, "edges": tuple(data["edges"])})
+
+
+def make_plan(
+    profile: Profile,
+    *,
+    seed: int | None,
+    days: float | None,
+    guests: int | None,
+    events: int | None,
+    gzip: bool,
+) -> Plan:
+    """Size the population (for an event count) and cut the window, from a small pilot run."""
+    seed = profile.seed if seed is None else seed
+    days = profile.days if days is None else days
+    pilot_world = World(profile, seed=seed, days=days, guests=guests or BLOCK_GUESTS * 2)
+    pilot_blocks = min(2, pilot_world.blocks)
+    pilot_times = np.concatenate(
+        [simulate_block(pilot_world, b).created_ms for b in range(pilot_blocks)]
+    )
+    pilot_guests = sum(pilot_world.block_size(b) for b in range(pilot_blocks))
+    per_guest = max(len(pilot_times) / pilot_guests, 1e-3)
+    if guests is None:
+        if events is not None:
+            # Enough guests to hold the requested events with room to spare (more, relatively,
+            # for small runs, whose totals vary more); the run is then cut at exactly that
+            # many, in time order.
+            guests = max(1, math.ceil((events * 1.1 + 60 * math.sqrt(events)) / per_guest))
+        else:
+            guests = profile.population.guests
+    buckets = max(1, min(4096, math.ceil(per_guest * guests / BUCKET_TARGET)))
+    # Cut the window where the pilot's events fall in equal shares, so that every bucket holds
+    # about as many events whatever the daily rhythm (equal widths would not).
+    start_ms = pilot_world.start_ms
+    end_ms = int(start_ms + days * 86_400_000) + 1
+    inner = np.zeros(0, dtype=np.int64)
+    if len(pilot_times) and buckets > 1:
+        cuts = np.quantile(pilot_times, np.linspace(0, 1, buckets + 1)[1:-1])
+        inner = np.unique(np.clip(cuts.astype(np.int64), start_ms + 1, end_ms - 1))
+    return Plan(seed, days, guests, (start_ms, *inner.tolist(), end_ms), events, gzip)
+
+
+def parts_dir(out: Path) -> Path:
+    return out / ".parts"
+
+
+def shard_dir(out: Path, shard: tuple[int, int]) -> Path:
+    return parts_dir(out) / f"shard-{shard[0]}-of-{shard[1]}"
+
+
+def blocks_of(world: World, shard: tuple[int, int], worker: int, workers: int) -> list[int]:
+    """The blocks a shard (I of N, 1-based) gives to one of its worker processes."""
+    i, n = shard
+    mine = [b for b in range(world.blocks) if b % n == i - 1]
+    return mine[worker::workers]
+
+
+def sort_key(created: int, hi: int, lo: int) -> bytes:
+    """An event's (createdAt, ref) position as bytes that compare the same way."""
+    return b"%015d%020d%020d" % (created, hi, lo)
+
+
+_renderers: dict[tuple[str, int, float, int], BlockRenderer] = {}
+
+
+def renderer_for(profile: Profile, plan: Plan) -> BlockRenderer:
+    """One renderer per process and plan (its pools and pieces are built once). Keyed by the
+    profile's whole content: two profiles may share a name, and workers get copies, not it."""
+    content = hashlib.sha256(profile.model_dump_json().encode()).hexdigest()
+    key = (content, plan.seed, plan.days, plan.guests)
+    if key not in _renderers:
+        _renderers.clear()
+        _renderers[key] = BlockRenderer(
+            World(profile, seed=plan.seed, days=plan.days, guests=plan.guests)
+        )
+    return _renderers[key]
