@@ -554,10 +554,12 @@ class Flood:
             t.join()
 
 
+# Both ledger modes: normal commits on the event loop, full in a writer thread with fsync.
 @pytest.mark.timeout(60)
-def test_sigkill_then_restart_keeps_every_acknowledged_event(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sync", ["normal", "full"])
+def test_sigkill_then_restart_keeps_every_acknowledged_event(tmp_path: Path, sync: str) -> None:
     db = tmp_path / "ledger.sqlite3"
-    server = EmbeddedServer(SMOKE, db_path=db)
+    server = EmbeddedServer(SMOKE, db_path=db, extra_args=["--sync", sync])
     try:
         server.start()
         setup = Client(server.url)
@@ -604,9 +606,11 @@ def test_sigterm_drains_in_flight_requests_and_exits_cleanly(tmp_path: Path) -> 
 
 
 @pytest.mark.timeout(60)
-def test_a_full_write_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sync", ["normal", "full"])
+def test_a_full_write_queue_answers_503_with_retry_after(tmp_path: Path, sync: str) -> None:
     db = tmp_path / "ledger.sqlite3"
-    with EmbeddedServer(SMOKE, db_path=db, extra_args=["--queue-limit", "1"]) as server:
+    args = ["--queue-limit", "1", "--sync", sync]
+    with EmbeddedServer(SMOKE, db_path=db, extra_args=args) as server:
         client = Client(server.url)
         browser = client.browser()["ref"]
         # Hold SQLite's write lock so the ledger cannot commit: writes pile up in its queue.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -63,6 +64,10 @@ class LedgerError(Exception):
     """The ledger could not commit; nothing in the failed batch was acknowledged."""
 
 
+class _Busy(LedgerError):
+    """Another connection holds the write lock (only seen where busy_timeout is 0)."""
+
+
 @dataclass(frozen=True, slots=True)
 class EventRow:
     ref: str
@@ -118,6 +123,12 @@ class Ledger:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._reader: sqlite3.Connection | None = None
+        # With synchronous=NORMAL a COMMIT only write()s the WAL (no fsync), so the event loop
+        # commits by itself: no thread, no GIL hand-offs. FULL fsyncs, so a writer thread does it.
+        self.inline = synchronous == "NORMAL"
+        self._writer: sqlite3.Connection | None = None
+        self._batch: list[Job] = []
+        self._checkpoints = threading.Event()
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -131,15 +142,30 @@ class Ledger:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._thread = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
+        if self.inline:
+            self._writer = self._connect()
+            self._writer.execute("PRAGMA busy_timeout=0")
+            # Checkpoints fsync the database file: keep them off the event loop.
+            self._writer.execute("PRAGMA wal_autocheckpoint=0")
+            target, name = self._checkpoint_loop, "ledger-checkpointer"
+        else:
+            target, name = self._write_loop, "ledger-writer"
+        self._thread = threading.Thread(target=target, name=name, daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         """Commit what is queued, stop the writer, checkpoint the WAL into the database file."""
+        if self._batch and self._writer is not None:
+            self._writer.execute("PRAGMA busy_timeout=5000")  # shutting down: waiting is fine
+            self._flush()
         if self._thread is not None:
             self._queue.put(_STOP)
+            self._checkpoints.set()
             self._thread.join()
             self._thread = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self._reader is not None:
             self._reader.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._reader.close()
@@ -201,8 +227,35 @@ class Ledger:
             raise LedgerError("the ledger writer is not running")
         job.future = self._loop.create_future()
         self.pending_rows += max(1, len(job.events))
-        self._queue.put(job)
+        if not self.inline:
+            self._queue.put(job)
+        else:
+            if not self._batch:
+                # Runs after every request already readable in this loop turn has queued its job.
+                self._loop.call_soon(self._flush)
+            self._batch.append(job)
         return job.future
+
+    def _flush(self) -> None:
+        jobs, self._batch = self._batch, []
+        if not jobs:
+            return
+        assert self._writer is not None and self._loop is not None
+        results = self._commit(self._writer, jobs)
+        if isinstance(results, _Busy):
+            # Another process holds the write lock: keep the batch (it still counts against the
+            # queue limit) and try again shortly, rather than block the event loop waiting.
+            self._batch = jobs
+            self._loop.call_later(0.005, self._flush)
+            return
+        self._settle(jobs, results)
+
+    def _checkpoint_loop(self) -> None:
+        conn = self._connect()
+        while not self._checkpoints.wait(0.5):
+            with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        conn.close()
 
     def _write_loop(self) -> None:
         conn = self._connect()
@@ -265,6 +318,8 @@ class Ledger:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                return _Busy(str(exc))
             return LedgerError(f"commit failed: {exc}")
         return results
 

@@ -42,6 +42,7 @@ def serve(config: ServerConfig) -> None:
             log_level="warning",
             access_log=False,
             server_header=False,
+            proxy_headers=False,
             date_header=False,
             backlog=4096,
             timeout_keep_alive=30,

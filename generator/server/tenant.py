@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -65,6 +64,8 @@ class Tenant:
             [str(profile.variant_ref(f, v)) for v in f.variants] for f in profile.flows
         ]
         ledger.on_commit = self._committed
+        self._ref_ms = self._ref_seq = self._iso_ms = -1
+        self._iso_text = ""
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -80,7 +81,28 @@ class Tenant:
         self.sessions.opened = self.ledger.session_count()
 
     def new_ref(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        """A random UUID v4 (browsers, guests, sessions, flow executions)."""
+        return _dashed((self._rng.getrandbits(128) & _V4_CLEAR) | _V4_SET)
+
+    def event_ref(self, now_ms: int) -> str:
+        """A stored event's ref: v4-shaped, but led by the clock like a UUIDv7.
+
+        The ledger's unique index on refs then grows at its right edge: random refs would touch
+        about one index page per event in every commit, which costs more than the rest of the
+        insert. The version and variant bits stay those of v4, as CDP's refs have.
+        """
+        if now_ms == self._ref_ms:
+            self._ref_seq = (self._ref_seq + 1) & 0xFFF
+        else:
+            self._ref_ms, self._ref_seq = now_ms, 0
+        value = (now_ms & 0xFFFF_FFFF_FFFF) << 80 | 0x4 << 76 | self._ref_seq << 64
+        return _dashed(value | 0b10 << 62 | self._rng.getrandbits(62))
+
+    def _iso(self, ms: int) -> str:
+        # Requests arriving in the same millisecond share the formatted time.
+        if ms != self._iso_ms:
+            self._iso_ms, self._iso_text = ms, iso_ms(ms)
+        return self._iso_text
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -151,12 +173,13 @@ class Tenant:
             pos.session_timeout_minutes * 60_000,
             close=type_ == "FORCE_CLOSE",
         )
-        ref = self.new_ref()
+        ref = self.event_ref(now)
+        created_at = self._iso(now)
         stored = envelope(
             ref=ref,
             client_key=self.client_key,
-            created_at=iso_ms(now),
-            modified_at=iso_ms(now),
+            created_at=created_at,
+            modified_at=created_at,
             type=type_,
             channel=channel,
             point_of_sale=pos.name,
@@ -231,7 +254,7 @@ class Tenant:
         session = self.sessions.touch(
             browser_id, channel, occurred, pos.session_timeout_minutes * 60_000
         )
-        ref, execution_ref = self.new_ref(), self.new_ref()
+        ref, execution_ref = self.event_ref(created), self.new_ref()
         variant_ref = self._variant_refs[index][variant]
         stored = tracking_event(
             ref=ref,
@@ -342,6 +365,15 @@ class Tenant:
                 self.stats.stored[row.type] += 1
             else:
                 self.stats.duplicates += 1
+
+
+_V4_CLEAR = ~(0xF << 76 | 0b11 << 62) & (1 << 128) - 1
+_V4_SET = 0x4 << 76 | 0b10 << 62
+
+
+def _dashed(value: int) -> str:
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _bad_key(client_key: object) -> Answer:
