@@ -1,14 +1,21 @@
-"""The `cdpsim demo` command (placeholder until its issue lands)."""
+"""The `cdpsim demo` command: what `make demo` runs."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-from generator.errors import CdpsimError
+import typer
+from rich.console import Console
+
+__all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
-    def _demo() -> None:
-        """Not built yet."""
-        raise CdpsimError("`cdpsim demo` is not built yet", code=2)
+    def _demo(
+        out: Path = typer.Option(Path("demo-out"), "--out", help="Where the demo writes."),
+    ) -> None:
+        """Generate the default tenant's week, validate it, and show the answer key."""
+        from generator.demo import run_demo
+
+        run_demo(out, Console())
