@@ -156,6 +156,7 @@ class _Run:
         self.reader_done = False
         self.status = "complete"
         self.error: CdpsimError | None = None
+        self.crash: Exception | None = None  # a bug, re-raised once the checkpoint is saved
         self.requests = 0
         self.dirty = False
 
@@ -182,6 +183,8 @@ class _Run:
                 handler.cancel()
             self.ckpt.save(self.state)
             self.sender.close()
+        if self.crash is not None:
+            raise self.crash
         if self.on_progress:
             self.on_progress(self.ckpt.finished, self.ckpt.total, 0.0)
         return ReplayResult(
@@ -235,6 +238,10 @@ class _Run:
         except CdpsimError as exc:
             self.stop("stopped", exc)
             return
+        except Exception as exc:
+            self.crash = exc
+            self.stop("stopped")
+            return
         self.reader_done = True
         if not self.queues:
             self.over.set()
@@ -258,6 +265,10 @@ class _Run:
                 return
             except CdpsimError as exc:
                 self.stop("stopped", exc)
+                return
+            except Exception as exc:
+                self.crash = exc
+                self.stop("stopped")
                 return
             self._finish(step)
 
