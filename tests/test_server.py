@@ -253,6 +253,37 @@ def test_event_post_bad_inputs_get_clear_json_errors(
     assert after["rejected"][reason] == before["rejected"].get(reason, 0) + 1
 
 
+ODD_VALUES: list[Any] = [None, 7, True, [], ["WEB"], {}, {"a": 1}, "", "x" * 300]
+
+
+def test_odd_field_values_get_a_4xx_never_a_500(client: Client, server: EmbeddedServer) -> None:
+    """Every field of each request shape, replaced by each value of the wrong kind."""
+    created = client.browser()
+    browser = created["ref"]
+    _, view = client.event(browser)
+    event = {"type": "VIEW", "browser_id": browser, "channel": "WEB", "client_key": KEY}
+    event |= {"pos": POS, "page": "home"}
+    flow = {"clientKey": KEY, "friendlyId": "smoke_popup", "pointOfSale": POS}
+    flow |= {"browserId": browser, "channel": "WEB"}
+    status, _, _ = client.call("POST", "/v1/ingest", {"ref": "x"})
+    assert status == 400
+    for path, body in (("/v1.2/events", event), ("/v2/callFlows", flow)):
+        for field in body:
+            for odd in ODD_VALUES:
+                status, _, answer = client.call("POST", path, {**body, field: odd})
+                assert status < 500, (path, field, odd, answer)
+                assert status in (200, 201) or answer["reason"]
+    stored = stored_event(server.db_path, view["ref"])
+    assert stored is not None
+    for field in stored:
+        for odd in ODD_VALUES:
+            line = {**stored, "ref": "0b0e4c1e-2222-4a5a-9a0a-000000000001", field: odd}
+            status, _, answer = client.call("POST", "/v1/ingest", line)
+            assert status < 500, (field, odd, answer)
+            if status == 200:  # any object as arbitraryData, any name as pointOfSale
+                assert (field, type(odd)) in {("arbitraryData", dict), ("pointOfSale", str)}
+
+
 def test_a_body_over_one_mib_is_refused_with_413(client: Client, server: EmbeddedServer) -> None:
     browser = client.browser()["ref"]
     total = server.stats()["total"]

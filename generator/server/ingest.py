@@ -84,9 +84,9 @@ def check_stored(event: Any, client_key: str) -> str | None:
         return "modifiedAt is before createdAt"
     if not isinstance(event["type"], str) or not _TYPE.match(event["type"]):
         return "type is not an upper-case event type"
-    if event["status"] not in ("PROCESSED", "FAILED"):
+    if not isinstance(event["status"], str) or event["status"] not in ("PROCESSED", "FAILED"):
         return "status is not PROCESSED or FAILED"
-    if event["channel"] not in _CHANNELS:
+    if not isinstance(event["channel"], str) or event["channel"] not in _CHANNELS:
         return f"channel {event['channel']!r} is not a CDP channel"
     if not isinstance(event["pointOfSale"], str) or not event["pointOfSale"]:
         return "pointOfSale is empty"

@@ -157,7 +157,7 @@ class Tenant:
             self.stats.dropped["unknown_pos"] += 1
             return Answer(201, b'{"status":"OK","version":"1.2"}')
         channel = msg.get("channel") or pos.channels[0].value
-        if channel not in _CHANNELS:
+        if not isinstance(channel, str) or channel not in _CHANNELS:
             return error(400, "bad_channel", f"`channel` {channel!r} is not a CDP channel")
         if type_ == "IDENTITY" and not _has_identifiers(msg.get("identifiers")):
             return error(
@@ -219,7 +219,8 @@ class Tenant:
         guest = self.browsers.get(browser_id)
         if guest is None:
             return error(404, "unknown_browser", f"no browser {browser_id!r} on this tenant")
-        pos = self._pos.get(msg.get("pointOfSale") or "")
+        pos_name = msg.get("pointOfSale")
+        pos = self._pos.get(pos_name) if isinstance(pos_name, str) else None
         if pos is None:
             known = ", ".join(self._pos)
             return error(
@@ -229,7 +230,7 @@ class Tenant:
                 f"tenant (known: {known})",
             )
         channel = msg.get("channel") or pos.channels[0].value
-        if channel not in _CHANNELS:
+        if not isinstance(channel, str) or channel not in _CHANNELS:
             return error(400, "bad_channel", f"`channel` {channel!r} is not a CDP channel")
         flow = self.profile.flows[index]
         flow_ref = self._flow_refs[index]
