@@ -18,7 +18,7 @@ DEFAULT_PROFILE = Path(generator.__file__).parent / "defaults" / "retail-ireland
 
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless allowed)."),
-    port: int = typer.Option(8080, min=0, max=65535, help="Port to listen on."),
+    port: int = typer.Option(8080, min=1, max=65535, help="Port to listen on."),
     db: Path = typer.Option(
         Path("cdpsim-ledger.sqlite3"), help="SQLite ledger file (WAL); reused across restarts."
     ),
