@@ -108,7 +108,7 @@ def _write_parts(
 
 def _write_guests(out: IO[bytes], renderer: BlockRenderer, facts: BlockFacts) -> None:
     """Guest lines keyed for the join: index, first event key, first IDENTITY key, JSON."""
-    n = len(facts.guest_ref)
+    n = len(facts.guest_halves)
     guest_of_event = facts.browser_guest[facts.session_browser[facts.session]]
 
     def keys_at(rows: np.ndarray) -> list[bytes]:

@@ -17,7 +17,7 @@ from generator.events.timestamps import iso_bytes
 from generator.events.types import EventType
 from generator.model.block import PAY_TYPES, BlockFacts
 from generator.model.pools import EMAIL_DOMAINS
-from generator.model.refs import uuid_strings
+from generator.model.refs import halves_strings
 from generator.profile import Page
 
 __all__ = ["ROW_DTYPE", "block_rows", "render_rows", "sort_rows"]
@@ -61,8 +61,7 @@ def _j(value: object) -> bytes:
 
 def _strings(hi: np.ndarray, lo: np.ndarray) -> list[bytes]:
     """hi/lo uint64 pairs back to UUID strings."""
-    raw = np.stack([hi, lo], axis=1).astype(">u8").view(np.uint8).reshape(len(hi), 16)
-    return list(uuid_strings(raw).tolist())
+    return list(halves_strings(np.stack([hi, lo], axis=1)).tolist())
 
 
 def block_rows(r: BlockRenderer, facts: BlockFacts) -> tuple[np.ndarray, bytes]:
@@ -205,20 +204,21 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
     types = rows["type"]
     out = np.empty(n, dtype=object)
 
-    def take(t: EventType) -> tuple[np.ndarray, list[tuple[bytes, ...]]]:
+    def take(t: EventType) -> tuple[np.ndarray, list[list[bytes]]]:
+        """The rows of one type, and the envelope's columns for them: ref, createdAt,
+        modifiedAt, channel and point of sale, browser, session."""
         idx = np.flatnonzero(types == t)
         sel = rows[idx]
         refs = sel["refs"]
-        cols = zip(
+        cols = [
             _strings(sel["ref_hi"], sel["ref_lo"]),
             iso_bytes(sel["created"]).tolist(),
             iso_bytes(sel["modified"]).tolist(),
             p.env[sel["pos"].astype(np.int64) * p.channels + sel["channel"]].tolist(),
             _strings(refs[:, _BROWSER], refs[:, _BROWSER + 1]),
             _strings(refs[:, _SESSION], refs[:, _SESSION + 1]),
-            strict=True,
-        )
-        return idx, list(cols)
+        ]
+        return idx, cols
 
     def locale(idx: np.ndarray) -> list[bytes]:
         return list(p.locale[rows["pos"][idx]].tolist())
@@ -239,15 +239,18 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
     idx, cols = take(E.VIEW)
     fmt = data(b"VIEW") + b',"page":%s}}\n'
     out[idx] = [
-        fmt % (*c, lc, pg) for c, lc, pg in zip(cols, locale(idx), page_names(idx), strict=True)
+        fmt % (r, c, m, e, b, s, lc, pg)
+        for r, c, m, e, b, s, lc, pg in zip(*cols, locale(idx), page_names(idx), strict=True)
     ]
 
     idx, cols = take(E.SEARCH)
     fmt = data(b"SEARCH") + b',"page":%s,"product_name":%s,"product_type":%s}}\n'
     its = rows["item"][idx].tolist()
     out[idx] = [
-        fmt % (*c, lc, pg, p.type_label[x], p.type_name[x])
-        for c, lc, pg, x in zip(cols, locale(idx), page_names(idx), its, strict=True)
+        fmt % (r, c, m, e, b, s, lc, pg, p.type_label[x], p.type_name[x])
+        for r, c, m, e, b, s, lc, pg, x in zip(
+            *cols, locale(idx), page_names(idx), its, strict=True
+        )
     ]
 
     idx, cols = take(E.ADD)
@@ -261,20 +264,25 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
     out[idx] = [
         fmt
         % (
-            *c,
+            r,
+            c,
+            m,
+            e,
+            b,
+            s,
             lc,
             pg,
             p.item_type_upper[x],
             p.item_id[x],
             p.item_name[x],
-            c[1],
+            c,
             p.item_price[x],
             p.item_id[x],
             cur,
             o,
         )
-        for c, lc, pg, x, cur, o in zip(
-            cols, locale(idx), page_names(idx), its, curs, orefs, strict=True
+        for r, c, m, e, b, s, lc, pg, x, cur, o in zip(
+            *cols, locale(idx), page_names(idx), its, curs, orefs, strict=True
         )
     ]
 
@@ -282,24 +290,30 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
     fmt = data(b"CONFIRM") + b',"product":[%s]}}\n'
     spans = zip(rows["extra"][idx].tolist(), rows["extra_len"][idx].tolist(), strict=True)
     out[idx] = [
-        fmt % (*c, lc, extras[a : a + b])
-        for c, lc, (a, b) in zip(cols, locale(idx), spans, strict=True)
+        fmt % (r, c, m, e, b, s, lc, extras[lo : lo + n])
+        for r, c, m, e, b, s, lc, (lo, n) in zip(*cols, locale(idx), spans, strict=True)
     ]
 
     idx, cols = take(E.CHECKOUT)
     fmt = data(b"CHECKOUT") + b',"reference_id":"%s","status":"PURCHASED"}}\n'
     orefs = _strings(rows["refs"][idx, _ORDER], rows["refs"][idx, _ORDER + 1])
-    out[idx] = [fmt % (*c, lc, o) for c, lc, o in zip(cols, locale(idx), orefs, strict=True)]
+    out[idx] = [
+        fmt % (r, c, m, e, b, s, lc, o)
+        for r, c, m, e, b, s, lc, o in zip(*cols, locale(idx), orefs, strict=True)
+    ]
 
     idx, cols = take(E.PAYMENT)
     fmt = data(b"PAYMENT") + b',"pay_type":%s}}\n'
     pays = rows["pay"][idx].tolist()
-    out[idx] = [fmt % (*c, lc, p.pay[x]) for c, lc, x in zip(cols, locale(idx), pays, strict=True)]
+    out[idx] = [
+        fmt % (r, c, m, e, b, s, lc, p.pay[x])
+        for r, c, m, e, b, s, lc, x in zip(*cols, locale(idx), pays, strict=True)
+    ]
 
     for t in (E.CLEAR_CART, E.FORCE_CLOSE):
         idx, cols = take(t)
         fmt = data(t.name.encode()) + b"}}\n"
-        out[idx] = [fmt % (*c, lc) for c, lc in zip(cols, locale(idx), strict=True)]
+        out[idx] = [fmt % row for row in zip(*cols, locale(idx), strict=True)]
 
     idx, cols = take(E.IDENTITY)
     fmt = data(b"IDENTITY") + (
@@ -308,7 +322,7 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
     sel = rows[idx]
     identity = []
     for c, lc, pos, fi, la, g, d in zip(
-        cols,
+        zip(*cols, strict=True),
         locale(idx),
         sel["pos"].tolist(),
         sel["first_name"].tolist(),
@@ -334,7 +348,7 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
     refs = sel["refs"]
     tracking = []
     for c, x, o, f, v, gr, e, cr in zip(
-        cols,
+        zip(*cols, strict=True),
         _strings(refs[:, _EXEC], refs[:, _EXEC + 1]),
         sel["occurred"].tolist(),
         sel["flow"].tolist(),

@@ -16,7 +16,7 @@ import numpy as np
 from generator.events.types import EventType
 from generator.model.assignment import assign
 from generator.model.pools import POOL_SIZE
-from generator.model.refs import uuid_bytes, uuid_halves, uuid_strings, uuid_u64
+from generator.model.refs import halves_strings, uuid_bytes, uuid_halves, uuid_u64
 from generator.model.world import BLOCK_GUESTS, EXIT, PAGE_CODES, World
 from generator.profile import JOURNEY_PAGES, Page
 
@@ -43,8 +43,7 @@ class BlockFacts:
 
     block: int
     first_guest: int  # global index of the block's first guest
-    # guests; every *_ref has a twin *_halves: the same UUIDs as (n, 2) uint64 hi/lo
-    guest_ref: np.ndarray  # S36
+    # refs are kept as (n, 2) uint64 hi/lo ("halves"); the *_ref properties format them
     guest_halves: np.ndarray
     guest_pos: np.ndarray
     guest_first_name: np.ndarray  # index into the POS name pool
@@ -53,20 +52,16 @@ class BlockFacts:
     guest_browsers: np.ndarray  # first browser index, count in guest_browser_count
     guest_browser_count: np.ndarray
     # browsers
-    browser_ref: np.ndarray
     browser_halves: np.ndarray
     browser_guest: np.ndarray
     browser_channel: np.ndarray  # index into the POS's channels
     browser_agent: np.ndarray
     # sessions
-    session_ref: np.ndarray
     session_halves: np.ndarray
     session_browser: np.ndarray
-    session_order_ref: np.ndarray  # the order's reference if the session buys
-    session_order_halves: np.ndarray
+    session_order_halves: np.ndarray  # the order's reference if the session buys
     session_pay_type: np.ndarray
     # events, sorted by (created_ms, ref)
-    ref: np.ndarray
     ref_hi: np.ndarray  # the ref's 128 bits as two uint64: sorting them sorts the ref strings
     ref_lo: np.ndarray
     type: np.ndarray
@@ -79,12 +74,36 @@ class BlockFacts:
     variant: np.ndarray
     occurred_ms: np.ndarray
     execution_ms: np.ndarray
-    execution_ref: np.ndarray
     execution_halves: np.ndarray
     goal_mask: np.ndarray  # on CHECKOUT: bit f set when the order holds flow f's goal product
 
     def __len__(self) -> int:
         return len(self.type)
+
+    # String forms, for the dict renderer (the file path never needs them).
+    @property
+    def guest_ref(self) -> np.ndarray:
+        return halves_strings(self.guest_halves)
+
+    @property
+    def browser_ref(self) -> np.ndarray:
+        return halves_strings(self.browser_halves)
+
+    @property
+    def session_ref(self) -> np.ndarray:
+        return halves_strings(self.session_halves)
+
+    @property
+    def session_order_ref(self) -> np.ndarray:
+        return halves_strings(self.session_order_halves)
+
+    @property
+    def ref(self) -> np.ndarray:
+        return halves_strings(np.stack([self.ref_hi, self.ref_lo], axis=1))
+
+    @property
+    def execution_ref(self) -> np.ndarray:
+        return halves_strings(self.execution_halves)
 
 
 def _lognormal(rng: np.random.Generator, median: float, sigma: float, n: int) -> np.ndarray:
@@ -410,12 +429,11 @@ def simulate_block(world: World, block: int) -> BlockFacts:
     add_types = catalog.item_type[x_item[add_rows]]
     for f in range(len(profile.flows)):
         rows = add_rows[add_types == world.goal_type[f]]
-        goal_mask[np.unique(x_sess[rows])] |= np.int64(1) << np.int64(f)
+        # Repeated sessions are fine: each write ORs the same bit into the same old value.
+        goal_mask[x_sess[rows]] |= np.int64(1) << np.int64(f)
     e_goal = np.where(e_type == E.CHECKOUT, goal_mask[e_sess], 0)
 
-    keep = e_created < world.end_ms
-    order = np.flatnonzero(keep)
-    order = order[np.lexsort((ref_lo[order], ref_hi[order], e_created[order]))]
+    order = _time_order(e_created, ref_hi, ref_lo, e_created < world.end_ms)
 
     sraw = uuid_bytes(rng, S)
     oraw = uuid_bytes(rng, S)
@@ -423,7 +441,6 @@ def simulate_block(world: World, block: int) -> BlockFacts:
     return BlockFacts(
         block=block,
         first_guest=block * BLOCK_GUESTS,
-        guest_ref=uuid_strings(graw),
         guest_halves=uuid_halves(graw),
         guest_pos=gpos,
         guest_first_name=first_name,
@@ -431,18 +448,14 @@ def simulate_block(world: World, block: int) -> BlockFacts:
         guest_domain=domain,
         guest_browsers=gfirst_browser,
         guest_browser_count=nbrowsers,
-        browser_ref=uuid_strings(braw),
         browser_halves=uuid_halves(braw),
         browser_guest=browser_guest,
         browser_channel=browser_channel,
         browser_agent=browser_agent,
-        session_ref=uuid_strings(sraw),
         session_halves=uuid_halves(sraw),
         session_browser=sbrowser,
-        session_order_ref=uuid_strings(oraw),
         session_order_halves=uuid_halves(oraw),
         session_pay_type=rng.choice(len(PAY_TYPES), size=S, p=_PAY_WEIGHTS),
-        ref=uuid_strings(ref_raw[order]),
         ref_hi=ref_hi[order],
         ref_lo=ref_lo[order],
         type=e_type[order],
@@ -455,10 +468,28 @@ def simulate_block(world: World, block: int) -> BlockFacts:
         variant=e_var[order],
         occurred_ms=e_occ[order],
         execution_ms=e_exe[order],
-        execution_ref=uuid_strings(kept_exec),
         execution_halves=uuid_halves(kept_exec),
         goal_mask=e_goal[order],
     )
+
+
+def _time_order(
+    created: np.ndarray, hi: np.ndarray, lo: np.ndarray, keep: np.ndarray
+) -> np.ndarray:
+    """Indices of the kept events in (createdAt, ref) order. One argsort on a key that packs
+    createdAt with the ref's top bits; a full three-key sort only if that key ever ties."""
+    idx = np.flatnonzero(keep)
+    if len(idx) == 0:
+        return idx
+    c = created[idx]
+    rel = (c - c.min()).astype(np.uint64)
+    if int(rel.max()) < 1 << 40:
+        key = (rel << np.uint64(24)) | (hi[idx] >> np.uint64(40))
+        order = np.argsort(key, kind="stable")
+        k = key[order]
+        if not (k[1:] == k[:-1]).any():
+            return idx[order]
+    return idx[np.lexsort((lo[idx], hi[idx], c))]
 
 
 def _triggers(world: World, f: int, page: np.ndarray, item: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["uuid_bytes", "uuid_halves", "uuid_strings", "uuid_u64"]
+__all__ = ["halves_strings", "uuid_bytes", "uuid_halves", "uuid_strings", "uuid_u64"]
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 # Where each of the 32 hex digits lands in the 36-character form (dashes at 8, 13, 18, 23).
@@ -38,3 +38,9 @@ def uuid_u64(raw: np.ndarray) -> np.ndarray:
 def uuid_halves(raw: np.ndarray) -> np.ndarray:
     """Each UUID as two big-endian uint64 (hi, lo): an (n, 2) array that sorts like the strings."""
     return raw.copy().view(">u8").reshape(-1, 2).astype(np.uint64)
+
+
+def halves_strings(halves: np.ndarray) -> np.ndarray:
+    """(n, 2) uint64 hi/lo back to UUID strings (S36)."""
+    raw = np.ascontiguousarray(halves, dtype=np.uint64).astype(">u8").view(np.uint8)
+    return uuid_strings(raw.reshape(len(halves), 16))
