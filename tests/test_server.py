@@ -666,6 +666,35 @@ def test_a_full_write_queue_answers_503_with_retry_after(tmp_path: Path, sync: s
         blocker.close()
 
 
+def test_group_commit_puts_waiting_requests_in_one_transaction(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.sqlite3"
+    with EmbeddedServer(SMOKE, db_path=db) as server:
+        setup = Client(server.url)
+        browser = setup.browser()["ref"]
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # nothing commits while the test holds the lock
+        commits = server.stats()["ledger"]["commits"]
+        answers: list[Any] = []
+        threads = [
+            threading.Thread(target=lambda: answers.append(Client(server.url).event(browser)))
+            for _ in range(20)
+        ]
+        for t in threads:
+            t.start()
+        while server.stats()["ledger"]["queued"] < 20:
+            time.sleep(0.01)
+        assert not answers  # no answer before the commit
+        blocker.execute("ROLLBACK")
+        for t in threads:
+            t.join()
+        stats = server.stats()
+        setup.close()
+        blocker.close()
+    assert [a[0] for a in answers] == [201] * 20
+    assert stats["ledger"]["commits"] == commits + 1 and stats["ledger"]["largestBatch"] == 20
+    assert stats["stored"]["VIEW"] == 20
+
+
 def test_fail_rate_answers_503_and_retries_with_a_key_store_each_event_once(tmp_path: Path) -> None:
     args = ["--fail-rate", "0.5", "--seed", "3"]
     with EmbeddedServer(SMOKE, db_path=tmp_path / "l.sqlite3", extra_args=args) as server:
