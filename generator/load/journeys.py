@@ -6,13 +6,13 @@ target hands out at browser create) is spliced in when the request is made.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 import orjson
 
-from generator.events.stored import parse_iso_ms
 from generator.events.wire import browser_create, call_flow, client_event
 from generator.model.history import GuestHistory
 from generator.profile import Profile
@@ -22,6 +22,8 @@ __all__ = ["Journey", "JourneyCompiler", "Step", "StepKind"]
 # Stands in for the browser id in a pre-rendered body; split on, never sent.
 _BROWSER_SLOT = "\x1fcdpsim-browser\x1f"
 _SLOT_BYTES = orjson.dumps(_BROWSER_SLOT)[1:-1]
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
 
 
 class StepKind(IntEnum):
@@ -77,9 +79,10 @@ class JourneyCompiler:
         ]
         previous: int | None = None
         session = None
+        timed = self.scale > 0  # with no think time, the clock need not be read at all
         for event in history.events:
-            when = _sent_at(event)
-            if previous is None:
+            when = _sent_at(event) if timed else 0
+            if previous is None or not timed:
                 delay = 0.0
             elif event["sessionRef"] != session:
                 delay = self.inactivity.get(event["pointOfSale"], 0.0)
@@ -106,7 +109,8 @@ def _sent_at(event: dict[str, Any]) -> int:
     as they arrive."""
     if event["type"] == "TRACKING":
         return int(event["arbitraryData"]["flowExecution"]["occurredAt"])
-    return parse_iso_ms(event["createdAt"])
+    # fromisoformat is some 30 times faster than the strptime in stored.parse_iso_ms.
+    return (dt.datetime.fromisoformat(event["createdAt"]) - _EPOCH) // _MS
 
 
 def _split(body: dict[str, Any]) -> tuple[bytes, bytes]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -90,7 +89,6 @@ class LoadTest:
             timeout=self.timeout,
             run_dir=work,
             workers=self.processes,
-            run_id=os.urandom(4).hex(),
         )
         server = None
         if target is None:

@@ -30,7 +30,6 @@ class LoadPlan:
     timeout: float = 10.0
     run_dir: Path | None = None  # where each Locust process leaves its tally
     workers: int = 1  # Locust worker processes the users are spread over
-    run_id: str = ""  # makes idempotency keys unique per run
 
     def locust_args(self) -> list[str]:
         """The custom command-line options that carry this plan to a Locust process."""
@@ -45,7 +44,6 @@ class LoadPlan:
             ("--cdpsim-batch-size", self.batch_size),
             ("--cdpsim-think-time-scale", self.think_time_scale),
             ("--cdpsim-run-dir", self.run_dir),
-            ("--cdpsim-run-id", self.run_id or None),
         ):
             if value is not None:
                 args += [flag, str(value)]
@@ -70,7 +68,6 @@ class LoadPlan:
             timeout=options.cdpsim_timeout,
             run_dir=Path(run_dir) if run_dir else None,
             workers=options.cdpsim_workers,
-            run_id=options.cdpsim_run_id,
         )
 
 
@@ -89,7 +86,6 @@ def add_arguments(parser: argparse.ArgumentParser | Any) -> None:
     group.add_argument("--cdpsim-timeout", type=float, default=10.0, help="request timeout, s")
     group.add_argument("--cdpsim-run-dir", default="", help="where to leave this process's tally")
     group.add_argument("--cdpsim-workers", type=int, default=1, help="worker processes in all")
-    group.add_argument("--cdpsim-run-id", default="", help="run id for idempotency keys")
 
 
 def parse_duration(text: str) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import weakref
 from collections.abc import Callable
@@ -13,7 +12,7 @@ import gevent
 import orjson
 from locust import events
 from locust.env import Environment
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from generator.load.journeys import Journey, JourneyCompiler
 from generator.load.plan import LoadPlan, add_arguments
@@ -28,6 +27,7 @@ __all__ = ["Station", "install"]
 # A think time never exceeds this: a day-long gap between sessions, scaled, is still too long
 # for a load test; the session on the target simply times out meanwhile.
 MAX_THINK_SECONDS = 5.0
+_SWITCH_INTERVAL_S = 0.0005
 
 _stations: weakref.WeakKeyDictionary[Environment, Station] = weakref.WeakKeyDictionary()
 
@@ -56,7 +56,6 @@ class Station:
         runner = environment.runner
         self.worker = max(0, getattr(runner, "worker_index", 0) or 0)
         self.stride = -(-self.spec.peak_users // max(1, self.plan.workers))
-        self.run_id = self.plan.run_id or os.urandom(4).hex()
         self.tally = Tally()
         self._serials = itertools.count()
         self._journeys: Stock[Journey] | None = None
@@ -89,6 +88,9 @@ class Station:
         return self._lines
 
     def _stock(self, prepare: Callable[[GuestHistory], Any]) -> Stock[Any]:
+        # Blocks are prepared in a native thread; a short GIL switch interval keeps that thread
+        # from holding the event loop off for the default 5 ms at every socket call.
+        sys.setswitchinterval(_SWITCH_INTERVAL_S)
         pool = gevent.get_hub().threadpool
         return Stock(
             self.profile,
@@ -115,6 +117,13 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
         return  # the master sends nothing; its workers keep the tallies
 
+    tallies: list[Tally] = []  # the station's tally, looked up once: this runs per request
+
+    def tally() -> Tally:
+        if not tallies:
+            tallies.append(Station.of(environment).tally)
+        return tallies[0]
+
     def on_request(
         response_time: float,
         response: Any = None,
@@ -122,14 +131,30 @@ def _on_init(environment: Environment, **_: Any) -> None:
         start_time: float = 0.0,
         **_: Any,
     ) -> None:
-        station = Station.of(environment)
         status = getattr(response, "status_code", 0) or 0
         error = None if exception is None else _error_text(exception, status)
-        station.tally.record(
+        tally().record(
             status=status, response_time_ms=response_time, start_s=start_time, error=error
         )
 
     environment.events.request.add_listener(on_request)
+
+    def warm(**_: Any) -> None:
+        # The first block of guests is made before any user starts, so the run's first
+        # seconds measure the target, not the model. A worker learns its index from the
+        # master only when it connects, so it warms up at test start.
+        if not getattr(environment.parsed_options, "cdpsim_profile", None):
+            return
+        station = Station.of(environment)
+        for user_class in environment.user_classes:
+            stock = getattr(user_class, "stock", None)
+            if stock is not None:
+                getattr(station, stock).warm()
+
+    if isinstance(environment.runner, WorkerRunner):
+        environment.events.test_start.add_listener(warm)
+    else:
+        warm()
 
 
 def _on_quitting(environment: Environment, **_: Any) -> None:

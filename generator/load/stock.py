@@ -58,10 +58,18 @@ class Stock(Generic[T]):
     def deck(self, serial: int) -> Deck[T]:
         return Deck(self, serial)
 
+    def warm(self) -> None:
+        """Prepare the first block now, in this thread: before the run, not during it."""
+        key = (0, 0)
+        if key not in self._blocks:
+            seed = derive_seed(self.root_seed, self.worker, 0)
+            items = [self.prepare(h) for h in guest_histories(self.profile, seed=seed)]
+            self._blocks[key] = lambda: items
+
     def guest(self, generation: int, index: int) -> T:
         block, offset = divmod(index, BLOCK_GUESTS)
         items = self._block(generation, block)()
-        if self.run_in_thread is not None:
+        if self.run_in_thread is not None and offset >= BLOCK_GUESTS // 2:
             self._block(generation, block + 1)  # prefetch: ready before anyone needs it
         return items[offset % len(items)]
 
