@@ -415,6 +415,47 @@ def test_call_flows_unknown_flow_is_404_and_outside_allocation_stores_nothing(
     assert server.stats()["stored"]["TRACKING"] == before
 
 
+def test_identity_merges_browsers_into_one_guest_and_call_flows_finds_it(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedServer(SMOKE, db_path=tmp_path / "ledger.sqlite3")
+    flow = {"clientKey": KEY, "friendlyId": "smoke_popup", "pointOfSale": POS}
+    try:
+        server.start()
+        client = Client(server.url)
+        first, second = client.browser(), client.browser()
+        email = "Ann@Example.com"
+        sent = client.event(first["ref"], "IDENTITY", email=email)
+        assert sent[0] == 400 and sent[1]["reason"] == "missing_identifiers"
+        ids = [{"provider": "email", "id": email}]
+        assert client.event(first["ref"], "IDENTITY", email=email, identifiers=ids)[0] == 201
+        ids = [{"provider": "email", "id": email.lower()}]
+        assert client.event(second["ref"], "IDENTITY", identifiers=ids)[0] == 201
+        runs = [client.call_flow(b["ref"])[1] for b in (first, second)]
+        # The second browser now belongs to the first guest, so the flow is sticky across both.
+        assert runs[0]["guestRef"] == runs[1]["guestRef"] == first["customer_ref"]
+        assert runs[0]["variant"] == runs[1]["variant"]
+        status, _, by_email = client.call(
+            "POST", "/v2/callFlows", {**flow, "email": "ann@example.COM"}
+        )
+        assert status == 200 and by_email["browserRef"] == second["ref"]
+        assert by_email["guestRef"] == first["customer_ref"]
+        status, _, answer = client.call("POST", "/v2/callFlows", {**flow, "email": "x@example.com"})
+        assert (status, answer["reason"]) == (404, "unknown_guest")
+        client.close()
+        assert server.stop() == 0
+
+        server.start()  # the merge and the identities come back from the ledger
+        client = Client(server.url)
+        ident = {"provider": "email", "id": "ANN@example.com"}
+        status, _, again = client.call("POST", "/v2/callFlows", {**flow, "identifiers": ident})
+        client.close()
+        assert status == 200 and again["guestRef"] == first["customer_ref"]
+        assert again["browserRef"] == second["ref"] and again["variant"] == runs[0]["variant"]
+    finally:
+        server.kill()
+
+
 # --- idempotency ------------------------------------------------------------------------------
 
 

@@ -92,7 +92,11 @@ class Job:
     render: Render
     events: list[EventRow] = field(default_factory=list)
     browser: tuple[str, str, int] | None = None
+    # (guest, browser): an IDENTITY merged this browser into a guest known from another one.
+    rebind: tuple[str, str] | None = None
     answer_key: str | None = None
+    # Run on the event loop once the job is committed (never if it is not).
+    after: Callable[[], None] | None = None
     future: asyncio.Future[tuple[int, bytes, list[bool]]] | None = None
 
 
@@ -200,6 +204,14 @@ class Ledger:
         return {
             str(b): str(g) for b, g in self.reader.execute("SELECT ref, guest_ref FROM browsers")
         }
+
+    def identity_events(self) -> Iterator[tuple[str, bytes]]:
+        """(browser, stored body) of every IDENTITY event from the Stream API, in commit order."""
+        yield from self.reader.execute(
+            "SELECT browser_ref, body FROM events WHERE type = 'IDENTITY' AND origin = ? "
+            "ORDER BY seq",
+            (Origin.STREAM,),
+        )
 
     def session_count(self) -> int:
         row = self.reader.execute(
@@ -313,6 +325,9 @@ class Ledger:
                 results.append((status, body, inserted))
             _insert_many(conn, "events", _EVENT_COLUMNS, events)
             _insert_many(conn, "browsers", ("ref", "guest_ref", "created_ms"), browsers)
+            for job in jobs:
+                if job.rebind is not None:
+                    conn.execute("UPDATE browsers SET guest_ref = ? WHERE ref = ?", job.rebind)
             _insert_many(conn, "answers", ("key", "status", "body"), answers)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:

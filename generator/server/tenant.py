@@ -53,6 +53,8 @@ class Tenant:
         self.ledger = ledger
         self.stats = TenantStats()
         self.browsers: dict[str, str] = {}  # browser ref -> guest ref
+        # (provider, id) -> (guest, the browser it was last seen on), from IDENTITY events.
+        self.identities: dict[tuple[str, str], tuple[str, str]] = {}
         self.sessions = SessionBook(self.new_ref)
         self._rng = rng
         self._clock = clock
@@ -79,6 +81,10 @@ class Tenant:
         for (browser, channel), (session, created_ms, type_) in last.items():
             self.sessions.restore(browser, channel, session, created_ms, type_ == "FORCE_CLOSE")
         self.sessions.opened = self.ledger.session_count()
+        for browser, body in self.ledger.identity_events():
+            sent = orjson.loads(body).get("arbitraryData", {})
+            for identity in identity_keys(sent):
+                self.identities[identity] = (self.browsers[browser], browser)
 
     def new_ref(self) -> str:
         """A random UUID v4 (browsers, guests, sessions, flow executions)."""
@@ -165,6 +171,9 @@ class Tenant:
             )
         if not self.ledger.has_room(1):
             return _queue_full()
+        rebind, after = None, None
+        if type_ == "IDENTITY":
+            rebind, after = self._identify(browser_id, guest, identity_keys(msg))
         now = self._now_ms()
         session = self.sessions.touch(
             browser_id,
@@ -191,7 +200,24 @@ class Tenant:
             ref, type_, browser_id, session, channel, now, Origin.STREAM, orjson.dumps(stored)
         )
         body = _OK_EVENT_HEAD + ref.encode() + b'"}'
-        return await self._commit(Job(lambda _: (201, body), [row], answer_key=key))
+        job = Job(lambda _: (201, body), [row], rebind=rebind, answer_key=key, after=after)
+        return await self._commit(job)
+
+    def _identify(
+        self, browser: str, guest: str, identities: list[tuple[str, str]]
+    ) -> tuple[tuple[str, str] | None, Callable[[], None]]:
+        """An IDENTITY naming a known guest moves this browser to that guest (as CDP merges an
+        anonymous visitor into the customer), so flows stay sticky across the guest's browsers."""
+        known = next((self.identities[i][0] for i in identities if i in self.identities), None)
+        owner = known or guest
+        rebind = (owner, browser) if owner != guest else None
+
+        def after() -> None:
+            self.browsers[browser] = owner
+            for identity in identities:
+                self.identities[identity] = (owner, browser)
+
+        return rebind, after
 
     async def call_flows(self, msg: dict[str, Any], key: str | None) -> Answer:
         """`POST /v2/callFlows`: run the flow for the browser's guest and record a TRACKING."""
@@ -211,11 +237,19 @@ class Tenant:
             )
         browser_id = msg.get("browserId")
         if not isinstance(browser_id, str) or not browser_id:
-            return error(
-                400,
-                "missing_browser_id",
-                "callFlows needs `browserId` (email and identifiers look-ups are not simulated)",
-            )
+            identities = identity_keys(msg)
+            if not identities:
+                return error(
+                    400,
+                    "missing_browser_id",
+                    "callFlows needs `browserId`, `email` or `identifiers`",
+                )
+            hit = next((self.identities[i] for i in identities if i in self.identities), None)
+            if hit is None:
+                return error(
+                    404, "unknown_guest", "no guest has identified with that email or identifier"
+                )
+            browser_id = hit[1]
         guest = self.browsers.get(browser_id)
         if guest is None:
             return error(404, "unknown_browser", f"no browser {browser_id!r} on this tenant")
@@ -361,6 +395,8 @@ class Tenant:
     def _committed(self, job: Job, inserted: list[bool]) -> None:
         if job.browser is not None:
             self.browsers[job.browser[0]] = job.browser[1]
+        if job.after is not None:
+            job.after()
         for row, new in zip(job.events, inserted, strict=True):
             if new:
                 self.stats.stored[row.type] += 1
@@ -387,6 +423,26 @@ def _bad_key(client_key: object) -> Answer:
 
 def _queue_full() -> Answer:
     return error(503, "queue_full", "the write queue is full; retry later", retry_after=1)
+
+
+def identity_keys(sent: dict[str, Any]) -> list[tuple[str, str]]:
+    """(provider, id) pairs named by `identifiers` (a list, or one object) and `email`."""
+    given = sent.get("identifiers")
+    items = given if isinstance(given, list) else [given] if isinstance(given, dict) else []
+    keys = [
+        _identity(str(i["provider"]), str(i["id"]))
+        for i in items
+        if isinstance(i, dict) and i.get("provider") and i.get("id")
+    ]
+    email = sent.get("email")
+    if isinstance(email, str) and email:
+        keys.append(_identity("email", email))
+    return keys
+
+
+def _identity(provider: str, id_: str) -> tuple[str, str]:
+    provider = provider.lower()
+    return provider, id_.lower() if provider == "email" else id_
 
 
 def _has_identifiers(value: object) -> bool:
