@@ -11,8 +11,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from conftest import make_dataset
+
 from generator.dataset.reader import open_dataset
 from generator.dataset.validate import validate_dataset
 from generator.profile import load_profile
@@ -31,9 +31,7 @@ def test_dataset_shape(smoke_dataset: Path) -> None:
         assert key in manifest
     assert manifest["pointsOfSale"]["smokeshop/ireland"]["sessionTimeoutMinutes"] == 20
     events = [e for _, e in open_dataset(smoke_dataset).events()]
-    assert Counter(e["type"] for e in events) == {
-        k: v for k, v in manifest["counts"].items() if v
-    }
+    assert Counter(e["type"] for e in events) == {k: v for k, v in manifest["counts"].items() if v}
     keys = [(e["createdAt"], e["ref"]) for e in events]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     for flow in manifest["flows"].values():
@@ -89,9 +87,10 @@ def test_exact_event_count_and_days(tmp_path: Path) -> None:
 
 def test_gzip_holds_the_same_events(tmp_path: Path, smoke_dataset: Path) -> None:
     d = make_dataset(tmp_path / "gz", "smoke", gzip=True)
-    assert gzip.decompress((d / "events.jsonl.gz").read_bytes()) == (
-        smoke_dataset / "events.jsonl"
-    ).read_bytes()
+    assert (
+        gzip.decompress((d / "events.jsonl.gz").read_bytes())
+        == (smoke_dataset / "events.jsonl").read_bytes()
+    )
     assert validate_dataset(d).ok
 
 
@@ -132,7 +131,17 @@ def test_cli_generate_and_validate(tmp_path: Path) -> None:
 @pytest.mark.parametrize("flag", ["--events", "--days"])
 def test_cli_rejects_nonsense_bounds(tmp_path: Path, flag: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "generator.cli", "generate", "smoke", "--out", str(tmp_path), flag, "0"],
+        [
+            sys.executable,
+            "-m",
+            "generator.cli",
+            "generate",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            flag,
+            "0",
+        ],
         capture_output=True,
         text=True,
     )

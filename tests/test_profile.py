@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from conftest import PROFILES
+
 from generator.profile import ProfileError, load_profile, parse_profile
 
 

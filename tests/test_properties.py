@@ -6,10 +6,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from conftest import make_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_dataset
 from generator.dataset.validate import validate_dataset
 from generator.profile import parse_profile
 
@@ -49,7 +49,9 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
             {
                 "friendlyId": f"flow_{i}",
                 "kind": draw(st.sampled_from(["experience", "experiment"])),
-                "triggerPages": draw(st.lists(st.sampled_from(PAGES), min_size=1, max_size=3, unique=True)),
+                "triggerPages": draw(
+                    st.lists(st.sampled_from(PAGES), min_size=1, max_size=3, unique=True)
+                ),
                 "trafficAllocation": draw(st.floats(0.1, 1)),
                 "goalProductType": goal,
                 "attributionHours": draw(st.sampled_from([1, 3, 24, 72, 168])),

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-
 from conftest import PROFILES, make_dataset
+
 from generator.dataset.reader import open_dataset
 from generator.model.assignment import FlowTable, assign
 from generator.profile import load_profile, parse_profile

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from conftest import PACKAGED_SCHEMA, SHARED_SPEC, schema_path
 from jsonschema import Draft202012Validator
 
-from conftest import PACKAGED_SCHEMA, SHARED_SPEC, schema_path
 from generator.dataset.reader import open_dataset
 from generator.events.stored import parse_iso_ms
 from generator.model.assignment import FlowTable, assign_one

@@ -39,9 +39,7 @@ def _break_copy(events: list[dict[str, Any]]) -> None:
 
 
 def _break_core(events: list[dict[str, Any]]) -> None:
-    _first(events, "TRACKING")["arbitraryData"]["_bx_arbitraryDataV3ga"]["core"]["channel"] = (
-        "SMS"
-    )
+    _first(events, "TRACKING")["arbitraryData"]["_bx_arbitraryDataV3ga"]["core"]["channel"] = "SMS"
 
 
 def _break_schema(events: list[dict[str, Any]]) -> None:
@@ -72,9 +70,9 @@ def _sticky(events: list[dict[str, Any]]) -> None:
         if fx["guestRef"] == fx0["guestRef"] and fx["flowFriendlyId"] == fx0["flowFriendlyId"]:
             other = "00000000-0000-4000-8000-000000000000"
             fx["flowVariantRef"] = other
-            e["arbitraryData"]["_bx_arbitraryDataV3ga"]["bxt"]["flowExecution"]["flowVariantRef"] = (
-                other
-            )
+            e["arbitraryData"]["_bx_arbitraryDataV3ga"]["bxt"]["flowExecution"][
+                "flowVariantRef"
+            ] = other
             return
     raise AssertionError("no repeated exposure to break")
 
@@ -144,7 +142,7 @@ def test_truncated_gzip_is_a_clear_error(tmp_path: Path, smoke_dataset: Path) ->
     raw = gzip.compress((d / "events.jsonl").read_bytes())
     (d / "events.jsonl").unlink()
     (d / "events.jsonl.gz").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(DatasetError, match="gzip|truncated"):
+    with pytest.raises(DatasetError, match=r"gzip|truncated"):
         validate_dataset(d)
 
 

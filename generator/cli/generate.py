@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from generator.cli.progress import progress_bar
-from generator.dataset.writer import GenerateRequest, GenerateResult, generate, merge_parts
 from generator.errors import CdpsimError
-from generator.profile import load_profile
-from generator.profiles import resolve_profile
+
+if TYPE_CHECKING:
+    from generator.dataset.writer import GenerateResult
 
 __all__ = ["register"]
 
@@ -66,6 +67,11 @@ def register(app: typer.Typer) -> None:
         The same profile and seed give the same bytes, whatever --workers or --shard split.
         Shards write parts under DIR/.parts; the last shard to finish joins them.
         """
+        # Imported here so that `cdpsim --help` and other commands start fast.
+        from generator.dataset.writer import GenerateRequest, generate
+        from generator.profile import load_profile
+        from generator.profiles import resolve_profile
+
         if fmt not in ("jsonl", "jsonl.gz"):
             raise CdpsimError(f"--format {fmt!r}: use jsonl or jsonl.gz", 2)
         if events is not None and days is not None:
@@ -97,6 +103,10 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", min=1, max=64),
     ) -> None:
         """Join shards written with --shard into one dataset (when they were made apart)."""
+        from generator.dataset.writer import merge_parts
+        from generator.profile import load_profile
+        from generator.profiles import resolve_profile
+
         console = Console(stderr=True)
         started = time.perf_counter()
         with progress_bar(console) as bar:

@@ -8,8 +8,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from generator.dataset.validate import validate_dataset
-
 __all__ = ["register"]
 
 
@@ -19,6 +17,8 @@ def register(app: typer.Typer) -> None:
         directory: Path = typer.Argument(..., help="A dataset directory made by cdpsim generate."),
     ) -> None:
         """Check every invariant of a dataset and its manifest; exit 1 with a report if any fail."""
+        from generator.dataset.validate import validate_dataset
+
         console = Console(stderr=True)
         report = validate_dataset(directory)
         if report.ok:

@@ -13,11 +13,11 @@ import numpy as np
 import orjson
 
 from generator.events.render import BlockRenderer
-from generator.events.timestamps import iso_bytes
+from generator.events.timestamps import iso_bytes, iso_text
 from generator.events.types import EventType
 from generator.model.block import PAY_TYPES, BlockFacts
 from generator.model.pools import EMAIL_DOMAINS
-from generator.model.refs import halves_strings
+from generator.model.refs import halves_strings, halves_text
 from generator.profile import Page
 
 __all__ = ["ROW_DTYPE", "block_rows", "render_rows", "sort_rows"]
@@ -135,16 +135,14 @@ class _Pieces:
         names = [f"product/{i}" for i in r.item_ids]
         names += [f"category/{t}" for t in r.type_names]
         names += [p.value for p in _PAGES]
-        self.page = np.array([_j(x) for x in names], dtype=object)
         self.n_items = len(r.item_ids)
         self.n_types = len(r.type_names)
+        self.n_pages = len(names)
+        self.n_pos = len(r.pos_names)
         self.item_id = [_j(x) for x in r.item_ids]
         self.item_name = [_j(x) for x in r.item_names]
         self.item_price = [_j(x) for x in r.item_price]
         self.item_type_upper = [_j(r.type_names[t].upper()) for t in r.item_type]
-        self.type_label = [_j(x) for x in r.type_label]
-        self.type_name = [_j(x) for x in r.type_names]
-        self.pay = [_j(x) for x in PAY_TYPES]
         self.friendly = [_j(x) for x in r.friendly_ids]
         self.flow_ref = [x.encode() for x in w.flow_refs]
         self.variant_ref = [[x.encode() for x in vs] for vs in w.variant_refs]
@@ -158,19 +156,57 @@ class _Pieces:
                 ch = _j(chans[c % len(chans)])
                 envs.append(b'"channel":%s,"pointOfSale":%s' % (ch, _j(r.pos_names[pos])))
                 cores.append(b'{"pointOfSale":%s,"channel":%s}' % (_j(r.pos_names[pos]), ch))
-        self.env = np.array(envs, dtype=object)
+        self.env = envs
         self.core = np.array(cores, dtype=object)
-        self.locale = np.array(
+        self.data = [
+            b',"arbitraryData":{"language":%s,"currency":%s' % (_j(lang), _j(cur))
+            for lang, cur in zip(r.pos_language, r.pos_currency, strict=True)
+        ]
+        # Whole tails of the commonest lines, by (pos, page), (pos, type), pos, (pos, pay).
+        self.view_tail = np.array(
+            [d + b',"page":' + _j(n) + b"}}\n" for d in self.data for n in names], dtype=object
+        )
+        self.search_tail = np.array(
             [
-                b'"language":%s,"currency":%s' % (_j(lang), _j(cur))
-                for lang, cur in zip(r.pos_language, r.pos_currency, strict=True)
+                d
+                + b',"page":"search","product_name":%s,"product_type":%s}}\n'
+                % (_j(label), _j(name))
+                for d in self.data
+                for label, name in zip(r.type_label, r.type_names, strict=True)
             ],
+            dtype=object,
+        )
+        self.page = [_j(n) for n in names]
+        self.bare_tail = np.array([d + b"}}\n" for d in self.data], dtype=object)
+        self.pay_tail = np.array(
+            [d + b',"pay_type":%s}}\n' % _j(x) for d in self.data for x in PAY_TYPES],
             dtype=object,
         )
         self.first = [[_j(x) for x in pool.first] for pool in w.pools.names]
         self.last = [[_j(x) for x in pool.last] for pool in w.pools.names]
         self.first_slug = [pool.first_slug for pool in w.pools.names]
         self.last_slug = [pool.last_slug for pool in w.pools.names]
+        self._layouts: dict[tuple[str, int], list[bytes | str]] = {}
+
+    def layout(self, type_name: str, group: int) -> list[bytes | str]:
+        """The envelope from `{` through sessionRef: constant pieces and named fixed-width slots."""
+        key = (type_name, group)
+        if key not in self._layouts:
+            self._layouts[key] = [
+                b'{"ref":"',
+                "ref",
+                b'","clientKey":' + self.key + b',"createdAt":"',
+                "created",
+                b'Z","modifiedAt":"',
+                "modified",
+                b'Z","type":"%s","status":"PROCESSED",%s,"browserRef":"'
+                % (type_name.encode(), self.env[group]),
+                "browser",
+                b'","sessionRef":"',
+                "session",
+                b'"',
+            ]
+        return self._layouts[key]
 
 
 def _pieces(r: BlockRenderer) -> _Pieces:
@@ -181,16 +217,41 @@ def _pieces(r: BlockRenderer) -> _Pieces:
     return cached
 
 
-def _head(type_name: bytes, key: bytes) -> bytes:
-    """Envelope through arbitraryData's locale: ref, created, modified, env, browser, session
-    and locale are the % slots."""
-    return (
-        b'{"ref":"%s","clientKey":'
-        + key.replace(b"%", b"%%")
-        + b',"createdAt":"%sZ","modifiedAt":"%sZ","type":"'
-        + type_name
-        + b'","status":"PROCESSED",%s,"browserRef":"%s","sessionRef":"%s"'
-    )
+_WIDTH = {"ref": 36, "created": 23, "modified": 23, "browser": 36, "session": 36}
+
+
+def _envelopes(p: _Pieces, sel: np.ndarray, type_name: str) -> np.ndarray:
+    """Each row's envelope through sessionRef, assembled as a fixed-width byte matrix for each
+    (point of sale, channel) group: numpy copies columns, no per-line formatting."""
+    n = len(sel)
+    out = np.empty(n, dtype=object)
+    if n == 0:
+        return out
+    refs = sel["refs"]
+    fields = {
+        "ref": halves_text(np.stack([sel["ref_hi"], sel["ref_lo"]], axis=1)),
+        "created": iso_text(sel["created"]),
+        "modified": iso_text(sel["modified"]),
+        "browser": halves_text(refs[:, _BROWSER : _BROWSER + 2]),
+        "session": halves_text(refs[:, _SESSION : _SESSION + 2]),
+    }
+    group = sel["pos"].astype(np.int64) * p.channels + sel["channel"]
+    for g in np.unique(group).tolist():
+        members = np.flatnonzero(group == g) if len(group) else group
+        layout = p.layout(type_name, g)
+        width = sum(len(x) if isinstance(x, bytes) else _WIDTH[x] for x in layout)
+        matrix = np.empty((len(members), width), dtype=np.uint8)
+        col = 0
+        for piece in layout:
+            if isinstance(piece, bytes):
+                matrix[:, col : col + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
+                col += len(piece)
+            else:
+                matrix[:, col : col + _WIDTH[piece]] = fields[piece][members]
+                col += _WIDTH[piece]
+        # Every envelope ends with '"', so the S dtype drops no trailing byte.
+        out[members] = matrix.view(f"S{width}").ravel().tolist()
+    return out
 
 
 def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes]:
@@ -200,130 +261,87 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
         return []
     p = _pieces(r)
     E = EventType
-    key = p.key
     types = rows["type"]
+    pos_all = rows["pos"].astype(np.int64)
     out = np.empty(n, dtype=object)
 
-    def take(t: EventType) -> tuple[np.ndarray, list[list[bytes]]]:
-        """The rows of one type, and the envelope's columns for them: ref, createdAt,
-        modifiedAt, channel and point of sale, browser, session."""
+    def take(t: EventType) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         idx = np.flatnonzero(types == t)
         sel = rows[idx]
-        refs = sel["refs"]
-        cols = [
-            _strings(sel["ref_hi"], sel["ref_lo"]),
-            iso_bytes(sel["created"]).tolist(),
-            iso_bytes(sel["modified"]).tolist(),
-            p.env[sel["pos"].astype(np.int64) * p.channels + sel["channel"]].tolist(),
-            _strings(refs[:, _BROWSER], refs[:, _BROWSER + 1]),
-            _strings(refs[:, _SESSION], refs[:, _SESSION + 1]),
-        ]
-        return idx, cols
+        return idx, sel, _envelopes(p, sel, t.name)
 
-    def locale(idx: np.ndarray) -> list[bytes]:
-        return list(p.locale[rows["pos"][idx]].tolist())
-
-    def page_names(idx: np.ndarray) -> list[bytes]:
-        pc = rows["page"][idx].astype(np.int64)
-        it = rows["item"][idx].astype(np.int64)
-        pidx = np.where(
+    def page_index(sel: np.ndarray) -> np.ndarray:
+        pc = sel["page"].astype(np.int64)
+        it = sel["item"].astype(np.int64)
+        return np.where(
             pc == _PRODUCT,
             it,
             np.where(pc == _CATEGORY, p.n_items + it, p.n_items + p.n_types + pc),
         )
-        return list(p.page[pidx].tolist())
 
-    def data(type_name: bytes) -> bytes:
-        return _head(type_name, key) + b',"arbitraryData":{%s'
+    # The commonest lines: envelope + a tail from a table, joined by numpy's object add.
+    idx, sel, env = take(E.VIEW)
+    out[idx] = env + p.view_tail[pos_all[idx] * p.n_pages + page_index(sel)]
+    idx, sel, env = take(E.SEARCH)
+    out[idx] = env + p.search_tail[pos_all[idx] * p.n_types + sel["item"]]
+    for t in (E.CLEAR_CART, E.FORCE_CLOSE):
+        idx, sel, env = take(t)
+        out[idx] = env + p.bare_tail[pos_all[idx]]
+    idx, sel, env = take(E.PAYMENT)
+    out[idx] = env + p.pay_tail[pos_all[idx] * len(PAY_TYPES) + sel["pay"]]
 
-    idx, cols = take(E.VIEW)
-    fmt = data(b"VIEW") + b',"page":%s}}\n'
+    idx, sel, env = take(E.CHECKOUT)
+    orefs = _strings(sel["refs"][:, _ORDER], sel["refs"][:, _ORDER + 1])
     out[idx] = [
-        fmt % (r, c, m, e, b, s, lc, pg)
-        for r, c, m, e, b, s, lc, pg in zip(*cols, locale(idx), page_names(idx), strict=True)
+        e + p.data[ps] + b',"reference_id":"%s","status":"PURCHASED"}}\n' % o
+        for e, ps, o in zip(env.tolist(), sel["pos"].tolist(), orefs, strict=True)
     ]
 
-    idx, cols = take(E.SEARCH)
-    fmt = data(b"SEARCH") + b',"page":%s,"product_name":%s,"product_type":%s}}\n'
-    its = rows["item"][idx].tolist()
-    out[idx] = [
-        fmt % (r, c, m, e, b, s, lc, pg, p.type_label[x], p.type_name[x])
-        for r, c, m, e, b, s, lc, pg, x in zip(
-            *cols, locale(idx), page_names(idx), its, strict=True
-        )
-    ]
-
-    idx, cols = take(E.ADD)
-    fmt = data(b"ADD") + (
+    idx, sel, env = take(E.ADD)
+    tail = (
         b',"page":%s,"product":{"type":%s,"item_id":%s,"name":%s,"orderedAt":"%sZ",'
         b'"quantity":1,"price":%s,"productId":%s,"currency":%s,"referenceId":"%s"}}}\n'
     )
-    its = rows["item"][idx].tolist()
-    curs = [p.currency[x] for x in rows["pos"][idx].tolist()]
-    orefs = _strings(rows["refs"][idx, _ORDER], rows["refs"][idx, _ORDER + 1])
+    orefs = _strings(sel["refs"][:, _ORDER], sel["refs"][:, _ORDER + 1])
     out[idx] = [
-        fmt
+        e
+        + p.data[ps]
+        + tail
         % (
-            r,
-            c,
-            m,
-            e,
-            b,
-            s,
-            lc,
-            pg,
+            p.page[x],
             p.item_type_upper[x],
             p.item_id[x],
             p.item_name[x],
             c,
             p.item_price[x],
             p.item_id[x],
-            cur,
+            p.currency[ps],
             o,
         )
-        for r, c, m, e, b, s, lc, pg, x, cur, o in zip(
-            *cols, locale(idx), page_names(idx), its, curs, orefs, strict=True
+        for e, ps, x, c, o in zip(
+            env.tolist(),
+            sel["pos"].tolist(),
+            sel["item"].tolist(),
+            iso_bytes(sel["created"]).tolist(),
+            orefs,
+            strict=True,
         )
     ]
 
-    idx, cols = take(E.CONFIRM)
-    fmt = data(b"CONFIRM") + b',"product":[%s]}}\n'
-    spans = zip(rows["extra"][idx].tolist(), rows["extra_len"][idx].tolist(), strict=True)
+    idx, sel, env = take(E.CONFIRM)
+    spans = zip(sel["extra"].tolist(), sel["extra_len"].tolist(), strict=True)
     out[idx] = [
-        fmt % (r, c, m, e, b, s, lc, extras[lo : lo + n])
-        for r, c, m, e, b, s, lc, (lo, n) in zip(*cols, locale(idx), spans, strict=True)
+        e + p.data[ps] + b',"product":[%s]}}\n' % extras[lo : lo + k]
+        for e, ps, (lo, k) in zip(env.tolist(), sel["pos"].tolist(), spans, strict=True)
     ]
 
-    idx, cols = take(E.CHECKOUT)
-    fmt = data(b"CHECKOUT") + b',"reference_id":"%s","status":"PURCHASED"}}\n'
-    orefs = _strings(rows["refs"][idx, _ORDER], rows["refs"][idx, _ORDER + 1])
-    out[idx] = [
-        fmt % (r, c, m, e, b, s, lc, o)
-        for r, c, m, e, b, s, lc, o in zip(*cols, locale(idx), orefs, strict=True)
-    ]
-
-    idx, cols = take(E.PAYMENT)
-    fmt = data(b"PAYMENT") + b',"pay_type":%s}}\n'
-    pays = rows["pay"][idx].tolist()
-    out[idx] = [
-        fmt % (r, c, m, e, b, s, lc, p.pay[x])
-        for r, c, m, e, b, s, lc, x in zip(*cols, locale(idx), pays, strict=True)
-    ]
-
-    for t in (E.CLEAR_CART, E.FORCE_CLOSE):
-        idx, cols = take(t)
-        fmt = data(t.name.encode()) + b"}}\n"
-        out[idx] = [fmt % row for row in zip(*cols, locale(idx), strict=True)]
-
-    idx, cols = take(E.IDENTITY)
-    fmt = data(b"IDENTITY") + (
+    idx, sel, env = take(E.IDENTITY)
+    tail = (
         b',"email":%s,"firstname":%s,"lastname":%s,"identifiers":[{"provider":"email","id":%s}]}}\n'
     )
-    sel = rows[idx]
     identity = []
-    for c, lc, pos, fi, la, g, d in zip(
-        zip(*cols, strict=True),
-        locale(idx),
+    for e, pos, fi, la, g, d in zip(
+        env.tolist(),
         sel["pos"].tolist(),
         sel["first_name"].tolist(),
         sel["last_name"].tolist(),
@@ -332,11 +350,10 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
         strict=True,
     ):
         email = _j(f"{p.first_slug[pos][fi]}.{p.last_slug[pos][la]}.{g}@{EMAIL_DOMAINS[d]}")
-        identity.append(fmt % (*c, lc, email, p.first[pos][fi], p.last[pos][la], email))
+        identity.append(e + p.data[pos] + tail % (email, p.first[pos][fi], p.last[pos][la], email))
     out[idx] = identity
 
-    idx, cols = take(E.TRACKING)
-    head = _head(b"TRACKING", key)
+    idx, sel, env = take(E.TRACKING)
     fx_fmt = (
         b'{"ref":"%s","occurredAt":%d,"flowRef":"%s","flowFriendlyId":%s,'
         b'"flowVariantRef":"%s","guestRef":"%s","flowExecutionTimeMs":%d,"status":"SUCCESS"}'
@@ -344,21 +361,20 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
     tail = b',"flowExecutionRef":"%s","arbitraryData":{"flowExecution":%s,'
     tail += b'"_bx_arbitraryDataV3ga":{"core":%s,"bxt":{"flowExecution":%s,'
     tail += b'"category":"EXECUTED"}}}}\n'
-    sel = rows[idx]
     refs = sel["refs"]
     tracking = []
-    for c, x, o, f, v, gr, e, cr in zip(
-        zip(*cols, strict=True),
+    for e, x, o, f, v, gr, ms, cr in zip(
+        env.tolist(),
         _strings(refs[:, _EXEC], refs[:, _EXEC + 1]),
         sel["occurred"].tolist(),
         sel["flow"].tolist(),
         sel["variant"].tolist(),
         _strings(refs[:, _GUEST], refs[:, _GUEST + 1]),
         sel["execution_ms"].tolist(),
-        p.core[sel["pos"].astype(np.int64) * p.channels + sel["channel"]].tolist(),
+        p.core[pos_all[idx] * p.channels + sel["channel"]].tolist(),
         strict=True,
     ):
-        fx = fx_fmt % (x, o, p.flow_ref[f], p.friendly[f], p.variant_ref[f][v], gr, e)
-        tracking.append(head % c + tail % (x, fx, cr, fx))
+        fx = fx_fmt % (x, o, p.flow_ref[f], p.friendly[f], p.variant_ref[f][v], gr, ms)
+        tracking.append(e + tail % (x, fx, cr, fx))
     out[idx] = tracking
     return list(out.tolist())
