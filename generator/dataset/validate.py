@@ -10,7 +10,6 @@ manifest (counts by type, guests, and the answer key recomputed from the events)
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,27 +23,12 @@ import orjson
 
 from generator.dataset.answer_key import AnswerTags, outcomes
 from generator.dataset.reader import Dataset, DatasetError, open_dataset
-from generator.events.stored import parse_iso_ms
+from generator.events.stored import ENVELOPE_FIELDS, ISO_MS, UUID, parse_iso_ms
 from generator.events.types import EventType
 from generator.model.pools import EMAIL_DOMAINS
 
 __all__ = ["Report", "tracking_schema", "validate_dataset"]
 
-_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_ENVELOPE = (
-    "ref",
-    "clientKey",
-    "createdAt",
-    "modifiedAt",
-    "type",
-    "status",
-    "channel",
-    "pointOfSale",
-    "browserRef",
-    "sessionRef",
-    "arbitraryData",
-)
 _EXAMPLES = 5
 
 
@@ -109,7 +93,7 @@ def _load_guests(ds: Dataset, report: Report) -> tuple[dict[str, dict[str, Any]]
     owner: dict[str, str] = {}
     for line, guest in ds.guests():
         ref = guest.get("guestRef")
-        if not isinstance(ref, str) or not _UUID.match(ref):
+        if not isinstance(ref, str) or not UUID.match(ref):
             report.add("guest ref", f"guests.jsonl line {line}: bad guestRef {ref!r}")
             continue
         if ref in guests:
@@ -176,7 +160,7 @@ def _check_events(
         if progress and line % 50_000 == 0:
             progress(line, size)
         where = f"line {line}"
-        if not isinstance(event, dict) or any(k not in event for k in _ENVELOPE):
+        if not isinstance(event, dict) or any(k not in event for k in ENVELOPE_FIELDS):
             report.add("envelope", f"{where}: missing envelope fields")
             continue
         etype = event["type"]
@@ -188,10 +172,10 @@ def _check_events(
         if event["status"] != "PROCESSED":
             report.add("status", f"{where}: status {event['status']!r}")
         ref, created, modified = event["ref"], event["createdAt"], event["modifiedAt"]
-        if not (isinstance(ref, str) and _UUID.match(ref)):
+        if not (isinstance(ref, str) and UUID.match(ref)):
             report.add("ref", f"{where}: ref {ref!r} is not a UUID")
             continue
-        if not (_ISO.match(str(created)) and _ISO.match(str(modified))):
+        if not (ISO_MS.match(str(created)) and ISO_MS.match(str(modified))):
             report.add("timestamp", f"{where}: createdAt/modifiedAt not ISO-8601 ms UTC")
             continue
         ref_hashes.append(hash(ref))

@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
-__all__ = ["envelope", "iso_ms", "parse_iso_ms", "tracking_event"]
+__all__ = [
+    "ENVELOPE_FIELDS",
+    "ISO_MS",
+    "UUID",
+    "envelope",
+    "iso_ms",
+    "parse_iso_ms",
+    "tracking_event",
+]
+
+# Every stored event's envelope, in CDP's order (TRACKING adds flowExecutionRef).
+ENVELOPE_FIELDS = (
+    "ref",
+    "clientKey",
+    "createdAt",
+    "modifiedAt",
+    "type",
+    "status",
+    "channel",
+    "pointOfSale",
+    "browserRef",
+    "sessionRef",
+    "arbitraryData",
+)
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+ISO_MS = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
