@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -821,3 +822,17 @@ def test_serve_refuses_a_remote_host_and_a_taken_port(
         timeout=60,
     )
     assert taken.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("not a database, just some words\n" * 200)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = str(probe.getsockname()[1])
+    bad = subprocess.run(
+        [*cmd, "--port", free, "--profile", str(SMOKE), "--db", str(not_a_db)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "cannot open the ledger" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -103,7 +103,8 @@ class StreamApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    self.ledger.open()
+                    if self.ledger.reader_closed:  # not opened by the launcher beforehand
+                        self.ledger.open()
                     self.tenant.restore()
                     self.ledger.start(asyncio.get_running_loop())
                 except Exception as exc:

@@ -185,6 +185,10 @@ class Ledger:
     # --- reads (event-loop thread) ----------------------------------------------------------
 
     @property
+    def reader_closed(self) -> bool:
+        return self._reader is None
+
+    @property
     def reader(self) -> sqlite3.Connection:
         if self._reader is None:
             raise LedgerError("the ledger is not open")

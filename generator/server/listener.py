@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sqlite3
 import sys
 from types import FrameType
 
@@ -31,6 +32,10 @@ def serve(config: ServerConfig) -> None:
     # event loop would keep it for up to 5 ms each time, stretching every group commit.
     sys.setswitchinterval(0.001)
     app = StreamApp(config)
+    try:
+        app.ledger.open()
+    except (OSError, sqlite3.Error) as exc:
+        raise CdpsimError(f"cannot open the ledger {config.db_path}: {exc}", code=1) from None
     server = _Server(
         uvicorn.Config(
             app,
