@@ -9,6 +9,8 @@ newline; a test holds the two together.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import orjson
 
@@ -157,7 +159,7 @@ class _Pieces:
                 envs.append(b'"channel":%s,"pointOfSale":%s' % (ch, _j(r.pos_names[pos])))
                 cores.append(b'{"pointOfSale":%s,"channel":%s}' % (_j(r.pos_names[pos]), ch))
         self.env = envs
-        self.core = np.array(cores, dtype=object)
+        self.core = cores
         self.data = [
             b',"arbitraryData":{"language":%s,"currency":%s' % (_j(lang), _j(cur))
             for lang, cur in zip(r.pos_language, r.pos_currency, strict=True)
@@ -186,27 +188,69 @@ class _Pieces:
         self.last = [[_j(x) for x in pool.last] for pool in w.pools.names]
         self.first_slug = [pool.first_slug for pool in w.pools.names]
         self.last_slug = [pool.last_slug for pool in w.pools.names]
-        self._layouts: dict[tuple[str, int], list[bytes | str]] = {}
+        self._templates: dict[tuple[object, ...], tuple[np.ndarray, list[tuple[str, int]]]] = {}
 
-    def layout(self, type_name: str, group: int) -> list[bytes | str]:
-        """The envelope from `{` through sessionRef: constant pieces and named fixed-width slots."""
-        key = (type_name, group)
-        if key not in self._layouts:
-            self._layouts[key] = [
-                b'{"ref":"',
-                "ref",
-                b'","clientKey":' + self.key + b',"createdAt":"',
-                "created",
-                b'Z","modifiedAt":"',
-                "modified",
-                b'Z","type":"%s","status":"PROCESSED",%s,"browserRef":"'
-                % (type_name.encode(), self.env[group]),
-                "browser",
-                b'","sessionRef":"',
-                "session",
-                b'"',
-            ]
-        return self._layouts[key]
+    def envelope(self, type_name: str, group: int) -> list[bytes | str]:
+        """The envelope from `{` through sessionRef: constant pieces and named slots."""
+        return [
+            b'{"ref":"',
+            "ref",
+            b'","clientKey":' + self.key + b',"createdAt":"',
+            "created",
+            b'Z","modifiedAt":"',
+            "modified",
+            b'Z","type":"%s","status":"PROCESSED",%s,"browserRef":"'
+            % (type_name.encode(), self.env[group]),
+            "browser",
+            b'","sessionRef":"',
+            "session",
+            b'"',
+        ]
+
+    def tracking(
+        self, group: int, flow: int, variant: int, digits: tuple[int, int]
+    ) -> list[bytes | str]:
+        """A whole TRACKING line: the envelope, then two equal flowExecution copies."""
+        occurred, ms = f"occurred{digits[0]}", f"ms{digits[1]}"
+        execution: list[bytes | str] = [
+            b'{"ref":"',
+            "exec",
+            b'","occurredAt":',
+            occurred,
+            b',"flowRef":"%s","flowFriendlyId":%s,"flowVariantRef":"%s","guestRef":"'
+            % (self.flow_ref[flow], self.friendly[flow], self.variant_ref[flow][variant]),
+            "guest",
+            b'","flowExecutionTimeMs":',
+            ms,
+            b',"status":"SUCCESS"}',
+        ]
+        return [
+            *self.envelope("TRACKING", group),
+            b',"flowExecutionRef":"',
+            "exec",
+            b'","arbitraryData":{"flowExecution":',
+            *execution,
+            b',"_bx_arbitraryDataV3ga":{"core":%s,"bxt":{"flowExecution":' % self.core[group],
+            *execution,
+            b',"category":"EXECUTED"}}}}\n',
+        ]
+
+    def template(
+        self, key: tuple[object, ...], pieces: Callable[[], list[bytes | str]]
+    ) -> tuple[np.ndarray, list[tuple[str, int]]]:
+        """A line shape as one row of bytes with blank slots, and where each named slot starts
+        (built once per key)."""
+        if key not in self._templates:
+            row = bytearray()
+            slots = []
+            for piece in pieces():
+                if isinstance(piece, bytes):
+                    row += piece
+                else:
+                    slots.append((piece, len(row)))
+                    row += b" " * _width(piece)
+            self._templates[key] = (np.frombuffer(bytes(row), dtype=np.uint8), slots)
+        return self._templates[key]
 
 
 def _pieces(r: BlockRenderer) -> _Pieces:
@@ -218,6 +262,41 @@ def _pieces(r: BlockRenderer) -> _Pieces:
 
 
 _WIDTH = {"ref": 36, "created": 23, "modified": 23, "browser": 36, "session": 36}
+_WIDTH.update({"exec": 36, "guest": 36})
+
+
+def _width(slot: str) -> int:
+    """A slot's width; `occurredN` and `msN` are numbers of N digits."""
+    if slot in _WIDTH:
+        return _WIDTH[slot]
+    return int(slot.removeprefix("occurred").removeprefix("ms"))
+
+
+def _digits(values: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers of exactly `width` digits as an (n, width) uint8 array of text."""
+    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    return (values[:, None] // powers % 10 + ord("0")).astype(np.uint8)
+
+
+def _ndigits(values: np.ndarray) -> np.ndarray:
+    return np.maximum(1, np.floor(np.log10(np.maximum(values, 1))).astype(np.int64) + 1)
+
+
+def _fill(
+    template: np.ndarray,
+    slots: list[tuple[str, int]],
+    fields: dict[str, np.ndarray],
+    members: np.ndarray | None,
+) -> list[bytes]:
+    """Copies of a template row with each slot filled from its field (rows `members`)."""
+    n = len(next(iter(fields.values()))) if members is None else len(members)
+    # Start from copies of the constant row, then fill only the variable columns.
+    matrix = np.repeat(template[None, :], n, axis=0)
+    for name, col in slots:
+        src = fields[name]
+        matrix[:, col : col + src.shape[1]] = src if members is None else src[members]
+    # Every line ends with '"' or a newline, so the S dtype drops no trailing byte.
+    return list(matrix.view(f"S{len(template)}").ravel().tolist())
 
 
 def _envelopes(p: _Pieces, sel: np.ndarray, type_name: str) -> np.ndarray:
@@ -237,20 +316,57 @@ def _envelopes(p: _Pieces, sel: np.ndarray, type_name: str) -> np.ndarray:
     }
     group = sel["pos"].astype(np.int64) * p.channels + sel["channel"]
     for g in np.unique(group).tolist():
-        members = np.flatnonzero(group == g) if len(group) else group
-        layout = p.layout(type_name, g)
-        width = sum(len(x) if isinstance(x, bytes) else _WIDTH[x] for x in layout)
-        matrix = np.empty((len(members), width), dtype=np.uint8)
-        col = 0
-        for piece in layout:
-            if isinstance(piece, bytes):
-                matrix[:, col : col + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
-                col += len(piece)
-            else:
-                matrix[:, col : col + _WIDTH[piece]] = fields[piece][members]
-                col += _WIDTH[piece]
-        # Every envelope ends with '"', so the S dtype drops no trailing byte.
-        out[members] = matrix.view(f"S{width}").ravel().tolist()
+        members = np.flatnonzero(group == g)
+        template, slots = p.template(
+            (type_name, g),
+            lambda t=type_name, g=g: p.envelope(t, g),  # type: ignore[misc]
+        )
+        # One point of sale and channel (the common case): no need to gather.
+        out[members] = _fill(template, slots, fields, None if len(members) == n else members)
+    return out
+
+
+def _tracking(p: _Pieces, sel: np.ndarray) -> np.ndarray:
+    """Whole TRACKING lines, assembled per (point of sale and channel, flow, variant, digit
+    counts): within such a group every line has the same width."""
+    n = len(sel)
+    out = np.empty(n, dtype=object)
+    if n == 0:
+        return out
+    refs = sel["refs"]
+    occurred = sel["occurred"].astype(np.int64)
+    ms = sel["execution_ms"].astype(np.int64)
+    d_occ, d_ms = _ndigits(occurred), _ndigits(ms)
+    fields = {
+        "ref": halves_text(np.stack([sel["ref_hi"], sel["ref_lo"]], axis=1)),
+        "created": iso_text(sel["created"]),
+        "modified": iso_text(sel["modified"]),
+        "browser": halves_text(refs[:, _BROWSER : _BROWSER + 2]),
+        "session": halves_text(refs[:, _SESSION : _SESSION + 2]),
+        "exec": halves_text(refs[:, _EXEC : _EXEC + 2]),
+        "guest": halves_text(refs[:, _GUEST : _GUEST + 2]),
+    }
+    for w in np.unique(d_occ).tolist():
+        fields[f"occurred{w}"] = _digits(occurred, w)
+    for w in np.unique(d_ms).tolist():
+        fields[f"ms{w}"] = _digits(ms, w)
+    group = sel["pos"].astype(np.int64) * p.channels + sel["channel"]
+    # One integer per line shape (digit counts are below 32, flows and variants below 64).
+    key = (
+        ((group * 64 + sel["flow"].astype(np.int64)) * 64 + sel["variant"].astype(np.int64)) * 32
+        + d_occ
+    ) * 32 + d_ms
+    for k in np.unique(key).tolist():
+        rest, wm = divmod(k, 32)
+        rest, wo = divmod(rest, 32)
+        rest, v = divmod(rest, 64)
+        g, f = divmod(rest, 64)
+        members = np.flatnonzero(key == k)
+        template, slots = p.template(
+            ("TRACKING", g, f, v, wo, wm),
+            lambda g=g, f=f, v=v, wo=wo, wm=wm: p.tracking(g, f, v, (wo, wm)),  # type: ignore[misc]
+        )
+        out[members] = _fill(template, slots, fields, None if len(members) == n else members)
     return out
 
 
@@ -353,28 +469,6 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
         identity.append(e + p.data[pos] + tail % (email, p.first[pos][fi], p.last[pos][la], email))
     out[idx] = identity
 
-    idx, sel, env = take(E.TRACKING)
-    fx_fmt = (
-        b'{"ref":"%s","occurredAt":%d,"flowRef":"%s","flowFriendlyId":%s,'
-        b'"flowVariantRef":"%s","guestRef":"%s","flowExecutionTimeMs":%d,"status":"SUCCESS"}'
-    )
-    tail = b',"flowExecutionRef":"%s","arbitraryData":{"flowExecution":%s,'
-    tail += b'"_bx_arbitraryDataV3ga":{"core":%s,"bxt":{"flowExecution":%s,'
-    tail += b'"category":"EXECUTED"}}}}\n'
-    refs = sel["refs"]
-    tracking = []
-    for e, x, o, f, v, gr, ms, cr in zip(
-        env.tolist(),
-        _strings(refs[:, _EXEC], refs[:, _EXEC + 1]),
-        sel["occurred"].tolist(),
-        sel["flow"].tolist(),
-        sel["variant"].tolist(),
-        _strings(refs[:, _GUEST], refs[:, _GUEST + 1]),
-        sel["execution_ms"].tolist(),
-        p.core[pos_all[idx] * p.channels + sel["channel"]].tolist(),
-        strict=True,
-    ):
-        fx = fx_fmt % (x, o, p.flow_ref[f], p.friendly[f], p.variant_ref[f][v], gr, ms)
-        tracking.append(e + tail % (x, fx, cr, fx))
-    out[idx] = tracking
+    idx = np.flatnonzero(types == E.TRACKING)
+    out[idx] = _tracking(p, rows[idx])
     return list(out.tolist())
