@@ -116,9 +116,8 @@ def main() -> int:
                 ).run(Console(quiet=True))
                 journeys.append(_per_s(out / "journeys" / "locust_stats.csv", EVENT_NAMES))
                 own.append(summary["events_per_s"])
-            print(
-                f"  round {i + 1}: {side:9s} {(baseline if side == 'baseline' else journeys)[-1]:8.1f}/s"
-            )
+            figure = (baseline if side == "baseline" else journeys)[-1]
+            print(f"  round {i + 1}: {side:9s} {figure:8.1f}/s")
         stats = server.stats()
     base = statistics.median(baseline)
     jour = statistics.median(journeys)

@@ -55,6 +55,12 @@ def register(app: typer.Typer) -> None:
             None, "--think-time-scale", min=0, help="journeys: factor on the model's gaps."
         ),
         timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Request timeout, s."),
+        remote_workers: int = typer.Option(
+            0, "--remote-workers", min=0, help="Also await N workers from other machines."
+        ),
+        master_port: int = typer.Option(
+            5557, "--master-port", min=1, max=65535, help="Master port for remote workers."
+        ),
     ) -> None:
         """Drive a Stream API endpoint with Locust; summarise, reconcile, judge the SLOs.
 
@@ -84,6 +90,8 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             think_time_scale=think_time_scale,
             timeout=timeout,
+            remote_workers=remote_workers,
+            master_port=master_port,
         )
         summary = test.run(Console())
         if summary["verdict"] == "events_lost":

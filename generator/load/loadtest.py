@@ -44,6 +44,8 @@ class LoadTest:
     think_time_scale: float | None = None
     timeout: float = 10.0
     server_args: tuple[str, ...] = ()
+    remote_workers: int = 0
+    master_port: int = 5557
 
     def run(self, console: Console) -> dict[str, Any]:
         profile = load_profile(self.profile)
@@ -51,6 +53,11 @@ class LoadTest:
             raise CdpsimError("--rate applies to the ingest scenario (journeys have think times)")
         if self.processes < 1:
             raise CdpsimError("--processes must be at least 1")
+        if self.remote_workers and not self.host:
+            raise CdpsimError(
+                "--remote-workers needs --host: the embedded server listens on loopback only, "
+                "so workers on other machines could not reach it"
+            )
         spec = ShapeSpec.from_profile(
             profile, users=self.users, spawn_rate=self.spawn_rate, run_time=self.run_time
         )
@@ -78,7 +85,8 @@ class LoadTest:
         from generator.server.process import EmbeddedServer
 
         plan = LoadPlan(
-            profile=self.profile.resolve(),
+            # Workers on other machines get this path from the master: keep it relative there.
+            profile=self.profile if self.remote_workers else self.profile.resolve(),
             seed=self.seed,
             users=self.users,
             spawn_rate=self.spawn_rate,
@@ -88,7 +96,7 @@ class LoadTest:
             think_time_scale=self.think_time_scale,
             timeout=self.timeout,
             run_dir=work,
-            workers=self.processes,
+            workers=self.processes + self.remote_workers,
         )
         server = None
         if target is None:
@@ -109,6 +117,8 @@ class LoadTest:
             report_dir=self.report,
             web=self.web,
             log_dir=log_dir,
+            remote_workers=self.remote_workers,
+            master_port=self.master_port,
         )
         try:
             hint = " (web UI on http://127.0.0.1:8089; Ctrl+C ends)" if self.web else ""
@@ -117,8 +127,17 @@ class LoadTest:
                 f"{spec.run_time:g} s, {self.processes} process(es){hint}",
                 highlight=False,
             )
+            if self.remote_workers:
+                console.print(
+                    f"waiting for {self.remote_workers} remote worker(s); on each machine, in a "
+                    f"checkout with the same profile path, run:\n  locust -f "
+                    f"locustfiles/{self.scenario}.py --worker --master-host THIS_HOST "
+                    f"--master-port {self.master_port}",
+                    highlight=False,
+                )
             outcome = swarm.run()
-            tallies = read_tallies(work, "worker")
+            # Remote workers leave no files here; the master merged their periodic reports.
+            tallies = read_tallies(work, "master" if self.remote_workers else "worker")
             if not tallies:
                 raise CdpsimError(
                     "Locust ended without reporting any traffic; its log says:\n"
@@ -146,6 +165,7 @@ class LoadTest:
                 "shape": spec.shape,
                 "users": spec.peak_users,
                 "processes": self.processes,
+                "remote_workers": self.remote_workers,
                 "run_time_s": spec.run_time,
                 "rate": self.rate,
                 "batch_size": self.batch_size,

@@ -18,7 +18,7 @@ from generator.load.journeys import Journey, JourneyCompiler
 from generator.load.plan import LoadPlan, add_arguments
 from generator.load.shapes import ShapeSpec
 from generator.load.stock import Stock
-from generator.load.tally import Tally, redact
+from generator.load.tally import Tally, merge_tallies, redact
 from generator.model.history import GuestHistory
 from generator.profile import Profile, load_profile
 
@@ -115,6 +115,7 @@ def install() -> None:
 
 def _on_init(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
+        _gather_reports(environment)
         return  # the master sends nothing; its workers keep the tallies
 
     tallies: list[Tally] = []  # the station's tally, looked up once: this runs per request
@@ -153,15 +154,46 @@ def _on_init(environment: Environment, **_: Any) -> None:
 
     if isinstance(environment.runner, WorkerRunner):
         environment.events.test_start.add_listener(warm)
+        environment.events.report_to_master.add_listener(_report(environment))
     else:
         warm()
 
 
+# Workers on other machines cannot leave their tally files where `cdpsim load` looks, so every
+# worker also sends its whole tally with Locust's periodic report, and the master keeps the
+# latest one per worker and merges them when it quits (tally-master-*.json).
+_REPORT_KEY = "cdpsim_tally"
+_reports: weakref.WeakKeyDictionary[Environment, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def _report(environment: Environment) -> Callable[..., None]:
+    def on_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        station = _stations.get(environment)
+        if station is not None:
+            data[_REPORT_KEY] = station.tally.to_json().decode()
+
+    return on_report
+
+
+def _gather_reports(environment: Environment) -> None:
+    latest = _reports.setdefault(environment, {})
+
+    def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        if _REPORT_KEY in data:
+            latest[client_id] = data[_REPORT_KEY]
+
+    environment.events.worker_report.add_listener(on_worker_report)
+
+
 def _on_quitting(environment: Environment, **_: Any) -> None:
     station = _stations.get(environment)
-    if station is None or station.plan.run_dir is None:
-        return
-    role = "master" if isinstance(environment.runner, MasterRunner) else "worker"
+    if station is None or station.plan.run_dir is None or not station.plan.run_dir.is_dir():
+        return  # (a worker on another machine does not have the master's run directory)
+    role = "worker"
+    if isinstance(environment.runner, MasterRunner):
+        role = "master"
+        reports = _reports.get(environment, {}).values()
+        station.tally = merge_tallies([Tally.from_json(r.encode()) for r in reports])
     try:
         station.tally.write(station.plan.run_dir, role)
     except OSError as exc:

@@ -59,12 +59,8 @@ class Stock(Generic[T]):
         return Deck(self, serial)
 
     def warm(self) -> None:
-        """Prepare the first block now, in this thread: before the run, not during it."""
-        key = (0, 0)
-        if key not in self._blocks:
-            seed = derive_seed(self.root_seed, self.worker, 0)
-            items = [self.prepare(h) for h in guest_histories(self.profile, seed=seed)]
-            self._blocks[key] = lambda: items
+        """Have the first block ready before the run starts, not during it (this waits)."""
+        self._block(0, 0)()
 
     def guest(self, generation: int, index: int) -> T:
         block, offset = divmod(index, BLOCK_GUESTS)

@@ -65,6 +65,8 @@ class Swarm:
     web: bool = False
     web_port: int = 8089
     log_dir: Path = Path(".")
+    remote_workers: int = 0  # workers on other machines, started by hand, that the master awaits
+    master_port: int = 5557
 
     def commands(self, master_port: int) -> list[list[str]]:
         base = [sys.executable, "-m", "locust", "-f", str(self.locustfile), "--host", self.host]
@@ -83,23 +85,22 @@ class Swarm:
                 "--html",
                 str(self.report_dir / "locust.html"),
             ]
-        if self.processes <= 1:
+        if self.processes <= 1 and not self.remote_workers:
             return [lead]
-        lead += [
-            "--master",
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
-            str(master_port),
-        ]
-        lead += ["--expect-workers", str(self.processes), "--expect-workers-max-wait", "60"]
+        # Remote workers must reach the master, so then it listens on every interface.
+        bind = "0.0.0.0" if self.remote_workers else "127.0.0.1"
+        port = self.master_port if self.remote_workers else master_port
+        lead += ["--master", "--master-bind-host", bind, "--master-bind-port", str(port)]
+        expected = self.processes + self.remote_workers
+        wait = 600 if self.remote_workers else 60
+        lead += ["--expect-workers", str(expected), "--expect-workers-max-wait", str(wait)]
         worker = [
             *base,
             "--worker",
             "--master-host",
             "127.0.0.1",
             "--master-port",
-            str(master_port),
+            str(port),
         ]
         return [lead] + [worker] * self.processes
 
@@ -116,7 +117,8 @@ class Swarm:
                     )
                 )
         try:
-            deadline = None if self.web else time.monotonic() + self.run_time + _GRACE_S + 60
+            waiting = 600 if self.remote_workers else 60  # for the workers to connect
+            deadline = None if self.web else time.monotonic() + self.run_time + _GRACE_S + waiting
             _wait(procs[0], deadline)
             # Workers quit when the master tells them; give them time to report, then insist.
             for proc in procs[1:]:
