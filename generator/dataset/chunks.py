@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import zlib
@@ -32,21 +33,24 @@ class Chunk:
     counts: np.ndarray  # events by type code
     tagged: np.ndarray  # rows of TRACKING and CHECKOUT events, for the answer key
     last_key: bytes
-    path: Path
+    path: Path | None  # the chunk file, or None when it went straight into the output
 
 
-def write_chunk(job: ChunkJob) -> Chunk:
-    """Sort one bucket across every shard and worker; cut; render it to a chunk file."""
+def write_chunk(job: ChunkJob, sink: IO[bytes] | None = None) -> Chunk:
+    """Sort one bucket across every shard and worker; cut; render it into `sink` (the output,
+    when this process writes it) or into a chunk file (a worker's, for the parent to append)."""
     with no_cyclic_gc():
-        return _write_chunk(*job)
+        return _write_chunk(*job, sink=sink)
 
 
-def _write_chunk(profile: Profile, plan: Plan, out: Path, k: int, keep: int | None) -> Chunk:
+def _write_chunk(
+    profile: Profile, plan: Plan, out: Path, k: int, keep: int | None, sink: IO[bytes] | None
+) -> Chunk:
     parts, extras = [], []
     base = 0
-    for path in sorted(parts_dir(out).glob(f"shard-*/w*/b{k:05d}.rows")):
-        rows = np.fromfile(path, dtype=ROW_DTYPE)
-        extra = path.with_suffix(".extra").read_bytes()
+    for rows_path in sorted(parts_dir(out).glob(f"shard-*/w*/b{k:05d}.rows")):
+        rows = np.fromfile(rows_path, dtype=ROW_DTYPE)
+        extra = rows_path.with_suffix(".extra").read_bytes()
         rows["extra"] += base
         base += len(extra)
         parts.append(rows)
@@ -60,11 +64,14 @@ def _write_chunk(profile: Profile, plan: Plan, out: Path, k: int, keep: int | No
     del rows, order
     renderer = renderer_for(profile, plan)
     blob = b"".join(extras)
-    path = parts_dir(out) / "chunks" / f"c{k:05d}"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path: Path | None = None
+    if sink is None:
+        path = parts_dir(out) / "chunks" / f"c{k:05d}"
+        path.parent.mkdir(parents=True, exist_ok=True)
     # Each chunk of a .gz file is a whole gzip member; members concatenate into one valid file.
     packer = zlib.compressobj(6, zlib.DEFLATED, 31) if plan.gzip else None
-    with open(path, "wb") as dst:
+    with contextlib.ExitStack() as stack:
+        dst = sink if path is None else stack.enter_context(open(path, "wb"))
         for lo in range(0, len(kept), RENDER_SLICE):
             text = b"".join(render_rows(renderer, kept[lo : lo + RENDER_SLICE], blob))
             dst.write(packer.compress(text) if packer else text)

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-import orjson
 
 from generator.dataset.plan import Plan, blocks_of, renderer_for, shard_dir, sort_key
-from generator.events.lines import block_rows
+from generator.events.lines import block_rows, guest_lines
 from generator.events.render import BlockRenderer
 from generator.events.types import EventType
 from generator.model.block import BlockFacts, simulate_block
@@ -132,10 +131,8 @@ def _write_guests(out: IO[bytes], renderer: BlockRenderer, facts: BlockFacts) ->
     guests_seen, rows = np.unique(guest_of_event[ident], return_index=True)
     for g, key in zip(guests_seen.tolist(), keys_at(ident[rows]), strict=True):
         identity_key[g] = key
-    buf = []
-    for index, record in renderer.guests(facts):
-        g = index - facts.first_guest
-        buf.append(
-            b"%012d\t%s\t%s\t%s\n" % (index, first_key[g], identity_key[g], orjson.dumps(record))
-        )
+    buf = [
+        b"%012d\t%s\t%s\t%s\n" % (facts.first_guest + g, first_key[g], identity_key[g], line)
+        for g, line in enumerate(guest_lines(renderer, facts))
+    ]
     out.write(b"".join(buf))

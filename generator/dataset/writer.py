@@ -163,10 +163,14 @@ def merge_parts(
         pool = (
             ProcessPoolExecutor(min(workers, len(jobs))) if workers > 1 and len(jobs) > 1 else None
         )
-        chunks: Iterable[Chunk] = pool.map(write_chunk, jobs) if pool else map(write_chunk, jobs)
+        # Workers render into chunk files appended here; alone, this process renders straight in.
+        chunks: Iterable[Chunk] = (
+            pool.map(write_chunk, jobs) if pool else (write_chunk(job, dst) for job in jobs)
+        )
         try:
             for i, chunk in enumerate(chunks):
-                append_chunk(dst, chunk.path)
+                if chunk.path is not None:
+                    append_chunk(dst, chunk.path)
                 counts += chunk.counts
                 tagged.append(chunk.tagged)
                 cutoff = max(cutoff, chunk.last_key)
