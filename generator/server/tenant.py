@@ -100,7 +100,7 @@ class Tenant:
         if now_ms == self._ref_ms:
             self._ref_seq = (self._ref_seq + 1) & 0xFFF
         else:
-            self._ref_ms, self._ref_seq = now_ms, 0
+            self._ref_ms, self._ref_seq = now_ms, self._rng.getrandbits(11)
         value = (now_ms & 0xFFFF_FFFF_FFFF) << 80 | 0x4 << 76 | self._ref_seq << 64
         return _dashed(value | 0b10 << 62 | self._rng.getrandbits(62))
 
