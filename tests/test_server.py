@@ -294,8 +294,8 @@ def test_a_body_over_one_mib_is_refused_with_413(client: Client, server: Embedde
     client.conn.request("POST", "/v1.2/events", body=chunks, encode_chunked=True)
     response = client.conn.getresponse()
     assert response.status == 413 and orjson.loads(response.read())["reason"] == "too_large"
-    assert client.event(browser)[0] == 201  # and the connection is still good
     assert server.stats()["total"] == total
+    assert client.event(browser)[0] == 201  # and the connection is still good
 
 
 def test_wrong_method_gets_405_with_allow_and_unknown_path_404(client: Client) -> None:
