@@ -64,19 +64,19 @@ def _write_chunk(
     del rows, order
     renderer = renderer_for(profile, plan)
     blob = b"".join(extras)
-    path: Path | None = None
-    if sink is None:
-        path = parts_dir(out) / "chunks" / f"c{k:05d}"
-        path.parent.mkdir(parents=True, exist_ok=True)
     # Each chunk of a .gz file is a whole gzip member; members concatenate into one valid file.
     packer = zlib.compressobj(6, zlib.DEFLATED, 31) if plan.gzip else None
+    path: Path | None = None
     with contextlib.ExitStack() as stack:
-        dst = sink if path is None else stack.enter_context(open(path, "wb"))
+        if sink is None:
+            path = parts_dir(out) / "chunks" / f"c{k:05d}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sink = stack.enter_context(open(path, "wb"))
         for lo in range(0, len(kept), RENDER_SLICE):
             text = b"".join(render_rows(renderer, kept[lo : lo + RENDER_SLICE], blob))
-            dst.write(packer.compress(text) if packer else text)
+            sink.write(packer.compress(text) if packer else text)
         if packer and len(kept):
-            dst.write(packer.flush())
+            sink.write(packer.flush())
     tagged = kept[(kept["type"] == EventType.TRACKING) | (kept["type"] == EventType.CHECKOUT)]
     last = kept[-1] if len(kept) else None
     return Chunk(
