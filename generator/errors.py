@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CdpsimError"]
+__all__ = ["CdpsimError", "ProfileError"]
 
 
 class CdpsimError(Exception):
@@ -11,3 +11,12 @@ class CdpsimError(Exception):
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code
+
+
+class ProfileError(CdpsimError):
+    """A profile that cannot be used; `problems` holds one readable line per problem."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems), code=2)

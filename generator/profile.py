@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from generator.errors import ProfileError
+
 __all__ = [
     "ATTRIBUTION_HOURS",
     "Channel",
@@ -37,15 +39,6 @@ __all__ = [
 
 # Triggered experiments count conversions inside these windows after the run (spec section 4).
 ATTRIBUTION_HOURS = (1, 3, 24, 72, 168)
-
-
-class ProfileError(Exception):
-    """A profile that cannot be used; `problems` holds one readable line per problem."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
 
 class Channel(StrEnum):

@@ -9,8 +9,7 @@ from rich.console import Console
 
 from generator import __version__
 from generator.cli import demo, generate, load, replay, serve, validate
-from generator.errors import CdpsimError
-from generator.profile import ProfileError
+from generator.errors import CdpsimError, ProfileError
 
 __all__ = ["app", "main"]
 
