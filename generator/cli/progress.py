@@ -1,4 +1,4 @@
-"""A rich progress bar for long commands, shown only on a terminal."""
+"""A rich progress bar with events/s for long commands, shown only on a terminal."""
 
 from __future__ import annotations
 
@@ -8,14 +8,24 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 __all__ = ["progress_bar"]
+
+
+class _Rate(ProgressColumn):
+    """Events per second, over rich's recent window."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:>10,.0f} events/s" if speed else " " * 19, style="cyan")
 
 
 @contextmanager
@@ -27,7 +37,8 @@ def progress_bar(console: Console) -> Iterator[Callable[[str, int, int], None]]:
     with Progress(
         TextColumn("{task.description:>9}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TextColumn("{task.completed:>12,.0f} / {task.total:,.0f}"),
+        _Rate(),
         TimeRemainingColumn(),
         console=console,
         transient=True,

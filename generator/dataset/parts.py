@@ -45,7 +45,7 @@ def init_worker(queue: Any) -> None:
     _done_queue = queue
 
 
-def write_parts(job: PartsJob, on_block: Callable[[], None] | None = None) -> list[int]:
+def write_parts(job: PartsJob, on_block: Callable[[int], None] | None = None) -> list[int]:
     """Simulate one worker's blocks into bucket files; returns events per bucket."""
     with no_cyclic_gc():
         return _write_parts(*job, on_block=on_block)
@@ -58,7 +58,7 @@ def _write_parts(
     shard: tuple[int, int],
     worker: int,
     workers: int,
-    on_block: Callable[[], None] | None,
+    on_block: Callable[[int], None] | None,
 ) -> list[int]:
     renderer = renderer_for(profile, plan)
     world = renderer.world
@@ -95,9 +95,9 @@ def _write_parts(
                     counts[k] += len(part)
                 _write_guests(guests_out, renderer, facts)
                 if on_block is not None:
-                    on_block()
+                    on_block(len(facts))
                 elif _done_queue is not None:
-                    _done_queue.put(1)
+                    _done_queue.put(len(facts))
         finally:
             for rows_file, extra_file in handles.values():
                 rows_file.close()

@@ -28,6 +28,7 @@ class Plan:
     edges: tuple[int, ...]  # bucket k holds createdAt in [edges[k], edges[k+1])
     events: int | None  # cut the dataset at exactly this many events, in time order
     gzip: bool
+    expected: int  # events the whole population should make (from the pilot; for progress)
 
     @property
     def buckets(self) -> int:
@@ -80,7 +81,8 @@ def make_plan(
     if len(pilot_times) and buckets > 1:
         cuts = np.quantile(pilot_times, np.linspace(0, 1, buckets + 1)[1:-1])
         inner = np.unique(np.clip(cuts.astype(np.int64), start_ms + 1, end_ms - 1))
-    return Plan(seed, days, guests, (start_ms, *inner.tolist(), end_ms), events, gzip)
+    edges = (start_ms, *inner.tolist(), end_ms)
+    return Plan(seed, days, guests, edges, events, gzip, round(per_guest * guests))
 
 
 def parts_dir(out: Path) -> Path:

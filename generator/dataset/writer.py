@@ -88,7 +88,7 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
     blocks = len(blocks_of(world, req.shard, 0, 1))
     workers = max(1, min(req.workers, blocks))
     jobs: list[PartsJob] = [(req.profile, plan, out, req.shard, w, workers) for w in range(workers)]
-    counts = _run_parts(jobs, blocks, progress)
+    counts = _run_parts(jobs, blocks, plan.expected // req.shard[1], progress)
     bucket_counts = [sum(c[k] for c in counts) for k in range(plan.buckets)]
     (mine / "counts.json").write_bytes(
         orjson.dumps({"plan": plan.to_json(), "buckets": bucket_counts})
@@ -105,15 +105,18 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
     return merge_parts(req.profile, out, workers=req.workers, progress=progress)
 
 
-def _run_parts(jobs: list[PartsJob], blocks: int, progress: Progress | None) -> list[list[int]]:
+def _run_parts(
+    jobs: list[PartsJob], blocks: int, expected: int, progress: Progress | None
+) -> list[list[int]]:
     """Phase A, in this process or in one worker process per job."""
-    done = 0
+    finished = events = 0
 
-    def one_more() -> None:
-        nonlocal done
-        done += 1
+    def one_more(n: int) -> None:
+        nonlocal finished, events
+        finished += 1
+        events += n
         if progress:
-            progress("simulate", done, blocks)
+            progress("simulate", events, max(expected, events))
 
     if len(jobs) == 1:
         return [write_parts(jobs[0], on_block=one_more)]
@@ -123,14 +126,14 @@ def _run_parts(jobs: list[PartsJob], blocks: int, progress: Progress | None) -> 
         len(jobs), mp_context=ctx, initializer=init_worker, initargs=(queue,)
     ) as pool:
         futures: list[Future[list[int]]] = [pool.submit(write_parts, job) for job in jobs]
-        while done < blocks:
+        while finished < blocks:
             try:
-                queue.get(timeout=0.5)
+                n = queue.get(timeout=0.5)
             except Empty:
                 if any(f.done() and f.exception() for f in futures):
                     break  # a worker failed: f.result() below raises its exception
                 continue
-            one_more()
+            one_more(n)
         return [f.result() for f in futures]
 
 
@@ -157,6 +160,7 @@ def merge_parts(
     name = "events.jsonl.gz" if plan.gzip else "events.jsonl"
     partial = out / (name + ".partial")
     counts = np.zeros(len(EventType), dtype=np.int64)
+    total = sum(bucket_counts[k] if n is None else n for k, n in enumerate(keep))
     tagged = []
     cutoff = b""
     with open(partial, "wb") as dst:
@@ -168,14 +172,14 @@ def merge_parts(
             pool.map(write_chunk, jobs) if pool else (write_chunk(job, dst) for job in jobs)
         )
         try:
-            for i, chunk in enumerate(chunks):
+            for chunk in chunks:
                 if chunk.path is not None:
                     append_chunk(dst, chunk.path)
                 counts += chunk.counts
                 tagged.append(chunk.tagged)
                 cutoff = max(cutoff, chunk.last_key)
                 if progress:
-                    progress("sort", i + 1, len(jobs))
+                    progress("write", int(counts.sum()), total)
         finally:
             if pool is not None:
                 pool.shutdown()
