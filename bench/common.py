@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 CDPSIM = [PYTHON, "-m", "generator.cli"]
@@ -22,21 +24,28 @@ class Run:
 
 
 def run(cmd: list[str], cwd: Path | None = None) -> Run:
-    """Run a command to completion; its wall time and peak RSS (of it and its descendants)."""
+    """Run a command to completion: its wall time, and the peak of the summed RSS of it and its
+    descendants (sampled every 20 ms; rusage's maxrss for children is not per child)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy()
     )
+    peak = 0
+    watched = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            tree = [watched, *watched.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    seconds = time.perf_counter() - started
     assert proc.stderr is not None
     err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    proc.returncode = code
-    if code != 0:
+    if proc.returncode != 0:
         sys.stderr.write(err.decode(errors="replace"))
-        raise SystemExit(f"benchmark command failed ({code}): {' '.join(cmd)}")
-    return Run(seconds, usage.ru_maxrss / 1024, code)
+        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}")
+    return Run(seconds, peak / 2**20, proc.returncode)
 
 
 def baseline_script() -> Path:

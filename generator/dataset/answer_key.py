@@ -30,15 +30,11 @@ class AnswerTags:
     o_ms: np.ndarray
 
     @classmethod
-    def empty(cls) -> AnswerTags:
-        z = np.zeros(0, dtype=np.int64)
-        return cls(z, z, z, z, z, z, z)
-
-    @classmethod
     def from_rows(cls, rows: np.ndarray) -> AnswerTags:
         """From the writer's rows of TRACKING and CHECKOUT events."""
         t = rows[rows["type"] == EventType.TRACKING]
         o = rows[rows["type"] == EventType.CHECKOUT]
+        del rows
         return cls(
             t["guest"].astype(np.int64),
             t["flow"].astype(np.int64),

@@ -81,8 +81,9 @@ def _write_parts(
                     if pair is None:
                         # Closed in the finally below: one pair per bucket stays open.
                         pair = handles[k] = (
-                            open(base / f"b{k:05d}.rows", "ab", buffering=1 << 18),  # noqa: SIM115
-                            open(base / f"b{k:05d}.extra", "ab"),  # noqa: SIM115
+                            # Modest buffers: a big run keeps many buckets open at once.
+                            open(base / f"b{k:05d}.rows", "ab", buffering=1 << 16),  # noqa: SIM115
+                            open(base / f"b{k:05d}.extra", "ab", buffering=1 << 12),  # noqa: SIM115
                         )
                     # CONFIRM carts move from the block's blob to the bucket's.
                     for i in np.flatnonzero(part["extra_len"]).tolist():

@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from generator.dataset.answer_key import AnswerTags
-from generator.dataset.chunks import Chunk, append_chunk, write_chunk
+from generator.dataset.chunks import TAG_DTYPE, Chunk, append_chunk, write_chunk
 from generator.dataset.manifest import build_manifest
 from generator.dataset.parts import PartsJob, init_worker, write_parts
 from generator.dataset.plan import Plan, blocks_of, make_plan, parts_dir, shard_dir
@@ -161,9 +161,10 @@ def merge_parts(
     partial = out / (name + ".partial")
     counts = np.zeros(len(EventType), dtype=np.int64)
     total = sum(bucket_counts[k] if n is None else n for k, n in enumerate(keep))
-    tagged = []
     cutoff = b""
-    with open(partial, "wb") as dst:
+    # Answer-key rows go to disk as they come, so memory does not grow with the events.
+    tags_path = parts_dir(out) / "tags"
+    with open(partial, "wb") as dst, open(tags_path, "wb") as tags_out:
         pool = (
             ProcessPoolExecutor(min(workers, len(jobs))) if workers > 1 and len(jobs) > 1 else None
         )
@@ -176,14 +177,14 @@ def merge_parts(
                 if chunk.path is not None:
                     append_chunk(dst, chunk.path)
                 counts += chunk.counts
-                tagged.append(chunk.tagged)
+                tags_out.write(chunk.tagged.tobytes())
                 cutoff = max(cutoff, chunk.last_key)
                 if progress:
                     progress("write", int(counts.sum()), total)
         finally:
             if pool is not None:
                 pool.shutdown()
-    tags = AnswerTags.from_rows(np.concatenate(tagged)) if tagged else AnswerTags.empty()
+    tags = AnswerTags.from_rows(np.fromfile(tags_path, dtype=TAG_DTYPE))
     by_type = {t.name: int(counts[t]) for t in EventType}
     guests_written, customers = _join_guests(out, cutoff)
     manifest = build_manifest(
