@@ -64,8 +64,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Drive a Stream API endpoint with Locust; summarise, reconcile, judge the SLOs.
 
-        Exit 0 when it held, 1 on an SLO breach, 3 when events were lost or duplicated,
-        4 when the target cannot be reached.
+        Exit 0 when it held, 1 on an SLO breach, 3 when events were lost or duplicated (or the
+        embedded server could not account for them), 4 when the target cannot be reached.
         """
         if scenario not in SCENARIOS:
             raise CdpsimError(f"--scenario {scenario!r}: use one of {', '.join(SCENARIOS)}")
@@ -94,6 +94,10 @@ def register(app: typer.Typer) -> None:
             master_port=master_port,
         )
         summary = test.run(Console())
+        if summary["verdict"] == "unreconciled":
+            raise CdpsimError(
+                f"not reconciled: {summary['reconciliation_omitted']}", code=summary["exit_code"]
+            )
         if summary["verdict"] == "events_lost":
             rec = summary["reconciliation"]
             raise CdpsimError(

@@ -13,7 +13,7 @@ from generator.load.tally import Tally
 __all__ = ["EXIT", "Slo", "build_summary", "reconcile", "render_summary"]
 
 # Exit codes: what held, what broke.
-EXIT = {"held": 0, "slo_breach": 1, "events_lost": 3, "unreachable": 4}
+EXIT = {"held": 0, "slo_breach": 1, "events_lost": 3, "unreconciled": 3, "unreachable": 4}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,7 @@ def build_summary(
     reconciliation: dict[str, int] | None,
     omitted_reason: str | None,
     slo: Slo,
+    must_reconcile: bool = False,
 ) -> dict[str, Any]:
     """The summary.json document; `exit_code` and `verdict` say what held."""
     duration = max(0.0, (tally.last_ms - tally.first_ms) / 1000)
@@ -115,6 +116,8 @@ def build_summary(
     }
     if reconciliation and (reconciliation["lost"] or reconciliation["duplicated"]):
         verdict = "events_lost"
+    elif must_reconcile and reconciliation is None:
+        verdict = "unreconciled"  # our own server could not say what it stored
     elif breaches:
         verdict = "slo_breach"
     else:
@@ -174,11 +177,11 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         rows.append(("breach", breach))
     for key, value in rows:
         table.add_row(key, value)
-    style = {"held": "bold green", "slo_breach": "bold red", "events_lost": "bold red"}
+    style = {"held": "bold green"}
     console.rule("cdpsim load")
     console.print(table, highlight=False)
     console.print(
-        f"verdict: [{style[summary['verdict']]}]{summary['verdict']}[/] "
+        f"verdict: [{style.get(summary['verdict'], 'bold red')}]{summary['verdict']}[/] "
         f"(exit {summary['exit_code']})",
         highlight=False,
     )
