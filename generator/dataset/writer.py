@@ -29,10 +29,9 @@ from generator.dataset.answer_key import AnswerTags
 from generator.dataset.chunks import TAG_DTYPE, Chunk, append_chunk, write_chunk
 from generator.dataset.manifest import build_manifest
 from generator.dataset.parts import PartsJob, init_worker, write_parts
-from generator.dataset.plan import Plan, blocks_of, make_plan, parts_dir, shard_dir
+from generator.dataset.plan import Plan, blocks_of, make_plan, parts_dir, renderer_for, shard_dir
 from generator.errors import CdpsimError
 from generator.events.types import EventType
-from generator.model.world import World
 from generator.profile import Profile
 
 __all__ = ["GenerateRequest", "GenerateResult", "Progress", "generate", "merge_parts"]
@@ -84,7 +83,8 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
     mine = shard_dir(out, req.shard)
     if mine.exists():
         shutil.rmtree(mine)
-    world = World(req.profile, seed=plan.seed, days=plan.days, guests=plan.guests)
+    # Built once here: forked workers inherit it instead of each building its own.
+    world = renderer_for(req.profile, plan).world
     blocks = len(blocks_of(world, req.shard, 0, 1))
     workers = max(1, min(req.workers, blocks))
     jobs: list[PartsJob] = [(req.profile, plan, out, req.shard, w, workers) for w in range(workers)]
@@ -164,9 +164,12 @@ def merge_parts(
     cutoff = b""
     # Answer-key rows go to disk as they come, so memory does not grow with the events.
     tags_path = parts_dir(out) / "tags"
+    renderer_for(profile, plan)  # built before any fork, as above
     with open(partial, "wb") as dst, open(tags_path, "wb") as tags_out:
         pool = (
-            ProcessPoolExecutor(min(workers, len(jobs))) if workers > 1 and len(jobs) > 1 else None
+            ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("fork"))
+            if workers > 1 and len(jobs) > 1
+            else None
         )
         # Workers render into chunk files appended here; alone, this process renders straight in.
         chunks: Iterable[Chunk] = (
