@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -23,6 +24,7 @@ import pytest
 import yaml
 
 from generator.profile import load_profile
+from generator.server.faults import Faults
 from generator.server.ingest import check_stored
 from generator.server.process import EmbeddedServer
 from generator.server.sessions import SessionBook
@@ -792,6 +794,19 @@ def test_throttle_answers_429_with_retry_after_above_the_rate(tmp_path: Path) ->
     assert throttled and all(int(h["retry-after"]) >= 1 for h in throttled)
     assert stats["rejected"]["throttled"] == len(throttled)
     assert stats["browsers"] == 40 - len(throttled)
+
+
+def test_throttle_bucket_refills_at_the_rate_and_latency_jitters_within_half() -> None:
+    now = [100.0]
+    faults = Faults(throttle_rps=4, latency_ms=10, rng=random.Random(1), clock=lambda: now[0])
+    assert [faults.throttled() for _ in range(6)] == [0, 0, 0, 0, 1, 1]
+    now[0] += 0.5  # half a second refills two tokens
+    assert [faults.throttled() for _ in range(3)] == [0, 0, 1]
+    now[0] += 10  # the bucket holds one second's worth, however long it waited
+    assert sum(faults.throttled() == 0 for _ in range(10)) == 4
+    delays = [faults.delay_s() for _ in range(1000)]
+    assert 0.005 <= min(delays) < 0.006 and 0.014 < max(delays) <= 0.015
+    assert not Faults(rng=random.Random(1)).active
 
 
 def test_latency_holds_each_request_at_least_half_the_mean() -> None:
