@@ -487,10 +487,15 @@ def test_a_repeated_idempotency_key_is_answered_the_same_and_stored_once(
         for _ in range(2)
     ]
     assert created[0][2]["ref"] == created[1][2]["ref"]
+    flow = {"clientKey": KEY, "friendlyId": "smoke_popup", "pointOfSale": POS, "browserId": browser}
+    runs = [client.call("POST", "/v2/callFlows", flow, {"X-Idempotency-Key": f"f-{browser}"})]
+    runs.append(client.call("POST", "/v2/callFlows", flow, {"X-Idempotency-Key": f"f-{browser}"}))
+    assert runs[0][0] == runs[1][0] == 200 and runs[0][2] == runs[1][2]
     after = server.stats()
-    assert after["total"] == before["total"] + 1
+    assert after["stored"]["TRACKING"] == before["stored"]["TRACKING"] + 1
+    assert after["total"] == before["total"] + 2
     assert after["browsers"] == before["browsers"] + 1
-    assert after["duplicates"] == before["duplicates"] + 2
+    assert after["duplicates"] == before["duplicates"] + 3
 
 
 def test_concurrent_repeats_of_one_key_store_one_event(server: EmbeddedServer) -> None:
@@ -644,6 +649,8 @@ def test_sigkill_then_restart_keeps_every_acknowledged_event(tmp_path: Path, syn
         server.start()
         setup = Client(server.url)
         browser = setup.browser()["ref"]
+        keyed = {"type": "VIEW", "browser_id": browser, "client_key": KEY, "pos": POS}
+        first = setup.call("POST", "/v1.2/events", keyed, {"X-Idempotency-Key": "before-kill"})
         setup.close()
         with Flood(server.url, browser) as flood:
             flood.wait_for(400)
@@ -653,11 +660,13 @@ def test_sigkill_then_restart_keeps_every_acknowledged_event(tmp_path: Path, syn
         assert acked <= stored_refs(db)
         server.start()
         stats = server.stats()
-        assert stats["total"] >= len(acked) and stats["browsers"] == 1
+        assert stats["total"] >= len(acked) + 1 and stats["browsers"] == 1
         client = Client(server.url)
         status, _ = client.event(browser)  # the browser survived the crash too
+        again = client.call("POST", "/v1.2/events", keyed, {"X-Idempotency-Key": "before-kill"})
         client.close()
         assert status == 201
+        assert again == first and server.stats()["duplicates"] == 1  # and so did the kept answer
     finally:
         server.kill()
 
