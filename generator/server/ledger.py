@@ -253,6 +253,8 @@ class Ledger:
         return job.future
 
     def _flush(self) -> None:
+        if self._writer is None:  # a retry timer that outlived close()
+            return
         jobs, self._batch = self._batch, []
         if not jobs:
             return
