@@ -7,13 +7,10 @@ from pathlib import Path
 
 import typer
 
-import generator
-from generator.errors import CdpsimError
-from generator.profile import ProfileError, load_profile
+from generator.errors import CdpsimError, ProfileError
+from generator.profiles import DEFAULT_PROFILE
 
 __all__ = ["DEFAULT_PROFILE", "run_alone", "serve_command"]
-
-DEFAULT_PROFILE = Path(generator.__file__).parent / "defaults" / "retail-ireland.yaml"
 
 
 def serve_command(
@@ -50,6 +47,7 @@ def serve_command(
     ),
 ) -> None:
     """Serve the Stream API (browser create, events, callFlows, ingest) over a ledger."""
+    from generator.profile import load_profile
     from generator.server.app import ServerConfig
     from generator.server.listener import is_loopback, serve
 
