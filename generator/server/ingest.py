@@ -8,28 +8,14 @@ from typing import Any
 
 import orjson
 
+from generator.events.stored import ENVELOPE_FIELDS, ISO_MS, UUID
 from generator.profile import Channel
 
 __all__ = ["check_stored", "ingest_lines"]
 
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_ISO_MS = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")
 _TYPE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _FRIENDLY_ID = re.compile(r"^[a-z0-9_]+$")
 _CHANNELS = frozenset(c.value for c in Channel)
-_ENVELOPE = (
-    "ref",
-    "clientKey",
-    "createdAt",
-    "modifiedAt",
-    "type",
-    "status",
-    "channel",
-    "pointOfSale",
-    "browserRef",
-    "sessionRef",
-    "arbitraryData",
-)
 _EXECUTION = (
     "ref",
     "occurredAt",
@@ -67,18 +53,18 @@ def check_stored(event: Any, client_key: str) -> str | None:
     """Why this is not a stored-form event of this tenant, or None if it is one."""
     if not isinstance(event, dict):
         return f"not a JSON object (got {type(event).__name__})"
-    missing = [f for f in _ENVELOPE if f not in event]
+    missing = [f for f in ENVELOPE_FIELDS if f not in event]
     if event.get("type") == "TRACKING" and "flowExecutionRef" not in event:
         missing.append("flowExecutionRef")
     if missing:
         return f"missing field(s): {', '.join(missing)}"
     for name in ("ref", "browserRef", "sessionRef"):
-        if not isinstance(event[name], str) or not _UUID.match(event[name]):
+        if not isinstance(event[name], str) or not UUID.match(event[name]):
             return f"{name} is not a lower-case UUID"
     if event["clientKey"] != client_key:
         return "clientKey is not this tenant's client key"
     for name in ("createdAt", "modifiedAt"):
-        if not isinstance(event[name], str) or not _ISO_MS.match(event[name]):
+        if not isinstance(event[name], str) or not ISO_MS.match(event[name]):
             return f"{name} is not ISO-8601 UTC with milliseconds (2025-01-10T18:07:59.247Z)"
     if event["modifiedAt"] < event["createdAt"]:
         return "modifiedAt is before createdAt"
@@ -111,7 +97,7 @@ def _check_tracking(event: dict[str, Any]) -> str | None:
     if execution["ref"] != event["flowExecutionRef"]:
         return "flowExecutionRef differs from arbitraryData.flowExecution.ref"
     for name in ("ref", "flowRef", "flowVariantRef", "guestRef"):
-        if not isinstance(execution[name], str) or not _UUID.match(execution[name]):
+        if not isinstance(execution[name], str) or not UUID.match(execution[name]):
             return f"arbitraryData.flowExecution.{name} is not a lower-case UUID"
     if not isinstance(execution["flowFriendlyId"], str) or not _FRIENDLY_ID.match(
         execution["flowFriendlyId"]
