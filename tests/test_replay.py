@@ -539,3 +539,45 @@ def test_sigint_stops_cleanly_with_the_checkpoint_saved(server: Any, tmp_path: P
     after = server.stats()
     delta = {k: after["stored"][k] - before["stored"].get(k, 0) for k in after["stored"]}
     assert {k: v for k, v in delta.items() if v} == dataset_counts(ds)
+
+
+def test_replay_keeps_guests_so_partial_flows_match_exactly(tmp_path: Path) -> None:
+    """multi-region has a flow shown to 10% of guests: with the guest hint, the embedded server
+    files each browser under the dataset's guest, so every flow assigns as in the dataset."""
+    import sqlite3
+
+    from generator.server.process import EmbeddedServer
+
+    profile = ROOT / "profiles" / "multi-region.yaml"
+    ds = tmp_path / "ds"
+    gen = subprocess.run(
+        [*CDPSIM, "generate", str(profile), "--out", str(ds), "--events", "2500"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
+    assert gen.returncode == 0, gen.stderr
+    db = tmp_path / "ledger.sqlite3"
+    with EmbeddedServer(profile_path=profile, db_path=db) as server:
+        proc = run_replay(ds, "--target", server.url, "--state", tmp_path / "state.json")
+        assert proc.returncode == 0, proc.stderr
+        stats = server.stats()
+    assert stored_counts(stats) == dataset_counts(ds)
+    want = {}
+    for line in (ds / "events.jsonl").read_bytes().splitlines():
+        event = orjson.loads(line)
+        if event["type"] == "TRACKING":
+            fx = event["arbitraryData"]["flowExecution"]
+            want[(fx["guestRef"], fx["flowFriendlyId"])] = fx["flowVariantRef"]
+    got = {}
+    with sqlite3.connect(db) as conn:
+        for (body,) in conn.execute("SELECT body FROM events WHERE type = 'TRACKING'"):
+            fx = orjson.loads(body)["arbitraryData"]["flowExecution"]
+            got[(fx["guestRef"], fx["flowFriendlyId"])] = fx["flowVariantRef"]
+    assert got == want
+    guests = {
+        g["guestRef"] for g in map(orjson.loads, (ds / "guests.jsonl").read_bytes().splitlines())
+    }
+    with sqlite3.connect(db) as conn:
+        assert {g for (g,) in conn.execute("SELECT DISTINCT guest_ref FROM browsers")} == guests

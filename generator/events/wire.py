@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "ENVELOPE_WIRE_FIELDS",
+    "GUEST_HINT",
     "LIBRARY_VERSION",
     "WireRequest",
     "arbitrary_data_from_wire",
@@ -35,11 +36,17 @@ class WireRequest:
     body: dict[str, Any] | None = None
 
 
-def browser_create(client_key: str) -> WireRequest:
+# A query parameter the embedded server reads and any other target ignores: the guest the new
+# browser belongs to, so that a replayed dataset keeps its guests (and so its flow assignments).
+GUEST_HINT = "cdpsim_guest_ref"
+
+
+def browser_create(client_key: str, guest_ref: str | None = None) -> WireRequest:
     # The SDK sends `message={}` unencoded; we do the same so servers see what CDP sees.
-    return WireRequest(
-        "GET", f"/v1.2/browser/create.json?client_key={client_key}&message={{}}", "browser/create"
-    )
+    path = f"/v1.2/browser/create.json?client_key={client_key}&message={{}}"
+    if guest_ref is not None:
+        path += f"&{GUEST_HINT}={guest_ref}"
+    return WireRequest("GET", path, "browser/create")
 
 
 def client_event(stored: dict[str, Any], browser_id: str) -> WireRequest:

@@ -183,8 +183,10 @@ class Plan:
             return call_flow(step.event, browser_id, language, currency)
         return client_event(step.event, browser_id)
 
-    def browser_request(self) -> WireRequest:
-        return browser_create(self.client_key)
+    def browser_request(self, guest: str) -> WireRequest:
+        """A browser create that asks a target able to (the embedded server) to file the new
+        browser under the dataset's guest; other targets ignore the hint."""
+        return browser_create(self.client_key, guest)
 
 
 def _require_str(data: dict[str, Any], key: str, path: Path) -> str:

@@ -293,7 +293,10 @@ class _Run:
 
     def _create_browser(self, step: Step, repeat: bool) -> tuple[str | None, str | None]:
         answer = self._send(
-            self.plan.browser_request(), browser_key(step.browser_ref), step.browser_ref, repeat
+            self.plan.browser_request(step.guest),
+            browser_key(step.browser_ref),
+            step.browser_ref,
+            repeat,
         )
         if answer.outcome is Outcome.ACKNOWLEDGED:
             data = answer.json()

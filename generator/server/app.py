@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from generator.events.wire import GUEST_HINT
 from generator.profile import Profile
 from generator.server.answers import Answer, error, json_answer
 from generator.server.faults import Faults
@@ -229,7 +230,9 @@ class StreamApp:
 
     async def _browser_create(self, query: bytes, body: bytes, key: str | None) -> Answer:
         params = _query(query)
-        return await self.tenant.browser_create(params.get("client_key"), key)
+        return await self.tenant.browser_create(
+            params.get("client_key"), key, guest_hint=params.get(GUEST_HINT)
+        )
 
     async def _event_post(self, query: bytes, body: bytes, key: str | None) -> Answer:
         msg = _json_object(body, "the body")

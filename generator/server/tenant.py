@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from generator.events.stored import envelope, iso_ms, parse_iso_ms, tracking_event
+from generator.events.stored import UUID, envelope, iso_ms, parse_iso_ms, tracking_event
 from generator.events.wire import arbitrary_data_from_wire
 from generator.model.assignment import FlowTable, assign_one
 from generator.profile import Channel, PointOfSale, Profile
@@ -115,12 +115,17 @@ class Tenant:
 
     # --- endpoints --------------------------------------------------------------------------
 
-    async def browser_create(self, client_key: str | None, key: str | None) -> Answer:
+    async def browser_create(
+        self, client_key: str | None, key: str | None, guest_hint: str | None = None
+    ) -> Answer:
+        """A new browser, of a new guest; or of `guest_hint` (a replayed dataset's own guest, so
+        that its browsers share one guest and its flows assign as they did in the dataset)."""
         if client_key != self.client_key:
             return _bad_key(client_key)
         if not self.ledger.has_room(1):
             return _queue_full()
-        browser, guest = self.new_ref(), self.new_ref()
+        browser = self.new_ref()
+        guest = guest_hint if guest_hint is not None and UUID.match(guest_hint) else self.new_ref()
         body = orjson.dumps(
             {
                 "status": "OK",
