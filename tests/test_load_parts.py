@@ -15,6 +15,7 @@ import yaml
 from generator.errors import CdpsimError
 from generator.events.wire import client_event
 from generator.load.journeys import JourneyCompiler, StepKind
+from generator.load.kitchen import cook, recipe
 from generator.load.plan import parse_duration
 from generator.load.shapes import ShapeSpec, users_at
 from generator.load.stock import Stock
@@ -180,21 +181,34 @@ def test_journeys_replay_the_history_with_the_browser_id_spliced_in() -> None:
                 assert body == client_event(event, "b-123").body
 
 
+def test_kitchen_packing_round_trips() -> None:
+    profile = load_profile(SMOKE)
+    compiler = JourneyCompiler(profile, think_time_scale=0.01, max_think=5.0)
+    histories = [h for h in guest_histories(profile, seed=5) if h.events][:20]
+    pack, unpack = recipe("journeys", profile, think_time_scale=0.01, max_think=5.0)
+    assert [unpack(pack(h)) for h in histories] == [compiler.compile(h) for h in histories]
+    pack, unpack = recipe("lines", profile, think_time_scale=0.0, max_think=0.0)
+    for h in histories:
+        assert [orjson.loads(line) for line in unpack(pack(h))] == list(h.events)
+
+
 def test_decks_are_repeatable_and_workers_do_not_share_guests() -> None:
     profile = load_profile(SMOKE)
 
-    stocks = {
-        w: Stock(profile, root_seed=9, worker=w, stride=4, prepare=lambda h: h.guest_ref)
-        for w in (0, 1)
-    }
+    def order(seed: int, block: int) -> list[bytes]:
+        return cook(profile, lambda h: h.guest_ref.encode(), seed, block)
+
+    def stock(worker: int) -> Stock[str]:
+        return Stock(order, bytes.decode, root_seed=9, worker=worker, stride=4)
+
+    stocks = {w: stock(w) for w in (0, 1)}
 
     def refs(worker: int, serial: int, n: int = 30) -> list[str]:
         deck = stocks[worker].deck(serial)
         return [next(deck) for _ in range(n)]
 
     assert refs(0, 1) == refs(0, 1)
-    again = Stock(profile, root_seed=9, worker=0, stride=4, prepare=lambda h: h.guest_ref)
-    assert [next(again.deck(1)) for _ in range(1)] == refs(0, 1, 1)
+    assert next(stock(0).deck(1)) == refs(0, 1, 1)[0]
     users = [refs(w, s) for w in (0, 1) for s in range(4)]
     everyone = [r for user in users for r in user]
     assert len(set(everyone)) == len(everyone)

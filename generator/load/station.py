@@ -9,17 +9,16 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
-import orjson
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from generator.load.journeys import Journey, JourneyCompiler
+from generator.load.journeys import Journey
+from generator.load.kitchen import Kitchen, recipe
 from generator.load.plan import LoadPlan, add_arguments
 from generator.load.shapes import ShapeSpec
 from generator.load.stock import Stock
 from generator.load.tally import Tally, merge_tallies, redact
-from generator.model.history import GuestHistory
 from generator.profile import Profile, load_profile
 
 __all__ = ["Station", "install"]
@@ -27,7 +26,6 @@ __all__ = ["Station", "install"]
 # A think time never exceeds this: a day-long gap between sessions, scaled, is still too long
 # for a load test; the session on the target simply times out meanwhile.
 MAX_THINK_SECONDS = 5.0
-_SWITCH_INTERVAL_S = 0.0005
 
 _stations: weakref.WeakKeyDictionary[Environment, Station] = weakref.WeakKeyDictionary()
 
@@ -60,6 +58,7 @@ class Station:
         self._serials = itertools.count()
         self._journeys: Stock[Journey] | None = None
         self._lines: Stock[list[bytes]] | None = None
+        self.kitchens: list[Kitchen] = []
 
     @classmethod
     def of(cls, environment: Environment) -> Station:
@@ -74,36 +73,33 @@ class Station:
     @property
     def journeys(self) -> Stock[Journey]:
         if self._journeys is None:
-            compiler = JourneyCompiler(
-                self.profile, think_time_scale=self.think_time_scale, max_think=MAX_THINK_SECONDS
-            )
-            self._journeys = self._stock(compiler.compile)
+            self._journeys = self._stock("journeys")
         return self._journeys
 
     @property
     def lines(self) -> Stock[list[bytes]]:
         """Each guest's stored events, one serialised JSON line per event."""
         if self._lines is None:
-            self._lines = self._stock(_event_lines)
+            self._lines = self._stock("lines")
         return self._lines
 
-    def _stock(self, prepare: Callable[[GuestHistory], Any]) -> Stock[Any]:
-        # Blocks are prepared in a native thread; a short GIL switch interval keeps that thread
-        # from holding the event loop off for the default 5 ms at every socket call.
-        sys.setswitchinterval(_SWITCH_INTERVAL_S)
-        pool = gevent.get_hub().threadpool
+    def _stock(self, name: str) -> Stock[Any]:
+        scale, think = self.think_time_scale, MAX_THINK_SECONDS
+        _, unpack = recipe(name, self.profile, think_time_scale=scale, max_think=think)
+        kitchen = Kitchen(self.plan.profile, name, think_time_scale=scale, max_think=think)
+        self.kitchens.append(kitchen)
         return Stock(
-            self.profile,
+            kitchen.order,
+            unpack,
             root_seed=self.seed,
             worker=self.worker,
             stride=self.stride,
-            prepare=prepare,
-            run_in_thread=lambda build: pool.spawn(build).get,
+            background=lambda build: gevent.spawn(build).get,
         )
 
-
-def _event_lines(history: GuestHistory) -> list[bytes]:
-    return [orjson.dumps(event) for event in history.events]
+    def close(self) -> None:
+        for kitchen in self.kitchens:
+            kitchen.close()
 
 
 def install() -> None:
@@ -187,6 +183,8 @@ def _gather_reports(environment: Environment) -> None:
 
 def _on_quitting(environment: Environment, **_: Any) -> None:
     station = _stations.get(environment)
+    if station is not None:
+        station.close()
     if station is None or station.plan.run_dir is None or not station.plan.run_dir.is_dir():
         return  # (a worker on another machine does not have the master's run directory)
     role = "worker"

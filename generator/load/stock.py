@@ -6,8 +6,8 @@ from (root seed, worker index, u // U). So a user's guests are a pure function o
 worker index, user serial), no two workers share a guest, and a block of 512 guests is shared by
 many users instead of being simulated for each one.
 
-Blocks are simulated and compiled in gevent's native thread pool, one block ahead of need, so the
-CPU work stays off the event loop's request path.
+Blocks are made elsewhere (in a Locust process: by its kitchen, a helper process) one block ahead
+of need, so the CPU work stays off the event loop's request path.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from generator.model.history import GuestHistory, guest_histories
 from generator.model.world import BLOCK_GUESTS
-from generator.profile import Profile
 
 __all__ = ["Deck", "Stock", "derive_seed"]
 
@@ -35,25 +33,25 @@ def derive_seed(*key: int) -> int:
 
 
 class Stock(Generic[T]):
-    """Blocks of prepared guests (journeys or event lines) of one worker, cached and prefetched."""
+    """Blocks of packed guests of one worker, cached and prefetched; unpacked one by one."""
 
     def __init__(
         self,
-        profile: Profile,
+        order: Callable[[int, int], list[bytes]],
+        unpack: Callable[[bytes], T],
         *,
         root_seed: int,
         worker: int,
         stride: int,
-        prepare: Callable[[GuestHistory], T],
-        run_in_thread: Callable[[Callable[[], list[T]]], Callable[[], list[T]]] | None = None,
+        background: Callable[[Callable[[], list[bytes]]], Callable[[], list[bytes]]] | None = None,
     ) -> None:
-        self.profile = profile
+        self.order = order  # (seed, block) -> one packed item per guest
+        self.unpack = unpack
         self.root_seed = root_seed
         self.worker = worker
         self.stride = max(1, stride)
-        self.prepare = prepare
-        self.run_in_thread = run_in_thread
-        self._blocks: OrderedDict[tuple[int, int], Callable[[], list[T]]] = OrderedDict()
+        self.background = background
+        self._blocks: OrderedDict[tuple[int, int], Callable[[], list[bytes]]] = OrderedDict()
 
     def deck(self, serial: int) -> Deck[T]:
         return Deck(self, serial)
@@ -65,21 +63,20 @@ class Stock(Generic[T]):
     def guest(self, generation: int, index: int) -> T:
         block, offset = divmod(index, BLOCK_GUESTS)
         items = self._block(generation, block)()
-        if self.run_in_thread is not None and offset >= BLOCK_GUESTS // 2:
+        if self.background is not None and offset >= BLOCK_GUESTS // 2:
             self._block(generation, block + 1)  # prefetch: ready before anyone needs it
-        return items[offset % len(items)]
+        return self.unpack(items[offset % len(items)])
 
-    def _block(self, generation: int, block: int) -> Callable[[], list[T]]:
+    def _block(self, generation: int, block: int) -> Callable[[], list[bytes]]:
         key = (generation, block)
         ready = self._blocks.get(key)
         if ready is None:
             seed = derive_seed(self.root_seed, self.worker, generation)
 
-            def build() -> list[T]:
-                histories = guest_histories(self.profile, seed=seed, blocks=(block,))
-                return [self.prepare(h) for h in histories]
+            def build() -> list[bytes]:
+                return self.order(seed, block)
 
-            ready = self.run_in_thread(build) if self.run_in_thread else _now(build)
+            ready = self.background(build) if self.background else _now(build)
             self._blocks[key] = ready
             while len(self._blocks) > _KEEP_BLOCKS:
                 self._blocks.popitem(last=False)
@@ -105,6 +102,6 @@ class Deck(Generic[T]):
         return self.stock.guest(self.generation, index)
 
 
-def _now(build: Callable[[], list[T]]) -> Callable[[], list[T]]:
+def _now(build: Callable[[], list[bytes]]) -> Callable[[], list[bytes]]:
     items = build()
     return lambda: items

@@ -1,0 +1,116 @@
+"""Where guests are simulated and compiled for a Locust process: in a helper process of its own.
+
+The model's CPU work must not share the GIL with the event loop that times requests, so each
+Locust process that sends traffic starts one helper (`python -m generator.load.kitchen`) and
+orders blocks from it over a pipe. A block comes back as one packed item per guest, which the
+user unpacks only when it takes that guest, so no single step stalls the loop for long.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from generator.load.journeys import JourneyCompiler
+from generator.model.history import GuestHistory, guest_histories
+from generator.profile import Profile, load_profile
+
+__all__ = ["Kitchen", "Recipe", "recipe"]
+
+_LENGTH = struct.Struct("<Q")
+
+Recipe = tuple[Callable[[GuestHistory], bytes], Callable[[bytes], Any]]
+
+
+def recipe(name: str, profile: Profile, *, think_time_scale: float, max_think: float) -> Recipe:
+    """(pack, unpack) for a stock: pack runs where the guests are made, unpack where used."""
+    if name == "journeys":
+        compiler = JourneyCompiler(profile, think_time_scale=think_time_scale, max_think=max_think)
+        return (lambda h: pickle.dumps(compiler.compile(h), 5)), pickle.loads
+    if name == "lines":
+        # One guest's stored events as JSON lines; orjson never writes a raw newline.
+        return (lambda h: b"\n".join(orjson.dumps(e) for e in h.events)), _lines
+    raise ValueError(f"unknown recipe {name!r}")
+
+
+def _lines(packed: bytes) -> list[bytes]:
+    return packed.split(b"\n") if packed else []
+
+
+def cook(
+    profile: Profile, pack: Callable[[GuestHistory], bytes], seed: int, block: int
+) -> list[bytes]:
+    return [pack(h) for h in guest_histories(profile, seed=seed, blocks=(block,))]
+
+
+class Kitchen:
+    """The parent's side: one helper process, one order at a time (callers queue on a lock)."""
+
+    def __init__(
+        self, profile_path: Path, name: str, *, think_time_scale: float, max_think: float
+    ) -> None:
+        # Imported here: only a Locust process needs gevent's cooperative pipes and locks.
+        from gevent.lock import Semaphore
+
+        self._lock = Semaphore()
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "generator.load.kitchen",
+                str(profile_path),
+                name,
+                repr(think_time_scale),
+                repr(max_think),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def order(self, seed: int, block: int) -> list[bytes]:
+        """A block's packed guests; waits cooperatively for the helper to make them."""
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
+        with self._lock:
+            proc.stdin.write(f"{seed} {block}\n".encode())
+            proc.stdin.flush()
+            head = proc.stdout.read(_LENGTH.size)
+            if len(head) < _LENGTH.size:
+                raise RuntimeError(f"the guest kitchen (pid {proc.pid}) stopped")
+            items: list[bytes] = pickle.loads(proc.stdout.read(_LENGTH.unpack(head)[0]))
+            return items
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+
+
+def main(argv: list[str]) -> int:
+    """The helper: reads `seed block` lines, answers each with a length-prefixed pickle."""
+    path, name, scale, max_think = argv
+    profile = load_profile(path)
+    pack, _ = recipe(name, profile, think_time_scale=float(scale), max_think=float(max_think))
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        seed, block = (int(x) for x in line.split())
+        payload = pickle.dumps(cook(profile, pack, seed, block), 5)
+        out.write(_LENGTH.pack(len(payload)))
+        out.write(payload)
+        out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
