@@ -62,7 +62,6 @@ class JourneyCompiler:
         self.profile = profile
         self.scale = think_time_scale
         self.max_think = max_think
-        self.create = browser_create(profile.client_key)
         self.pos = {p.name: (p.language, p.currency) for p in profile.points_of_sale}
         # Between sessions a guest is away for hours or days; a load test cannot wait that
         # long, so the pause is the inactivity that closes a session, scaled like any gap.
@@ -73,8 +72,11 @@ class JourneyCompiler:
 
     def compile(self, history: GuestHistory) -> Journey:
         browsers = {ref: i for i, ref in enumerate(history.browsers)}
+        # The guest hint keeps the model's guest at the embedded server (so flows assign as the
+        # model assigned them); any other target ignores the extra query parameter.
+        create = browser_create(self.profile.client_key, history.guest_ref)
         steps = [
-            Step(0.0, StepKind.BROWSER, i, self.create.path, self.create.name)
+            Step(0.0, StepKind.BROWSER, i, create.path, create.name)
             for i in range(len(history.browsers))
         ]
         previous: int | None = None
