@@ -17,6 +17,7 @@ from generator.load.loadtest import LoadTest
 from generator.load.summary import Slo
 
 SMOKE = Path(__file__).resolve().parents[1] / "profiles" / "smoke.yaml"
+MULTI = SMOKE.with_name("multi-region.yaml")
 QUIET = Console(quiet=True)
 
 
@@ -49,8 +50,9 @@ def test_journeys_one_process_report_and_exact_reconciliation(tmp_path: Path) ->
 
 
 def test_journeys_two_worker_processes_merge_their_tallies() -> None:
+    # Four points of sale, a flow shown to 10% of guests, and the diurnal shape.
     test = LoadTest(
-        profile=SMOKE,
+        profile=MULTI,
         run_time=3,
         users=6,
         processes=2,
@@ -59,6 +61,9 @@ def test_journeys_two_worker_processes_merge_their_tallies() -> None:
     )
     summary = test.run(QUIET)
     assert summary["tallies"] == 2  # one per worker: both sent, both were merged
+    assert summary["shape"] == "diurnal"
+    # Browsers carry the model's guest, so every flow the model ran runs at the server too.
+    assert summary["flows_not_run"] == 0
     _exact(summary)
     assert summary["exit_code"] == 0 and summary["verdict"] == "held"
 
