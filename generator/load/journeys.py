@@ -32,6 +32,9 @@ class StepKind(IntEnum):
     FLOW = 2  # POST /v2/callFlows: the server stores a TRACKING event
 
 
+_KINDS = tuple(StepKind)
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One request: wait `delay` seconds, then send; `head + browser id + tail` is the body."""
@@ -53,6 +56,23 @@ class Journey:
     guest_ref: str
     steps: tuple[Step, ...]
     events: int  # steps that store an event (EVENT and FLOW)
+
+    def pack(self) -> bytes:
+        """Compact JSON for the trip from the kitchen; bodies are JSON text, so UTF-8 safe."""
+        rows = [
+            [s.delay, s.kind, s.browser, s.path, s.name, s.head.decode(), s.tail.decode()]
+            for s in self.steps
+        ]
+        return orjson.dumps([self.guest_ref, self.events, rows])
+
+    @classmethod
+    def unpack(cls, packed: bytes) -> Journey:
+        guest_ref, events, rows = orjson.loads(packed)
+        steps = tuple(
+            Step(delay, _KINDS[kind], browser, path, name, head.encode(), tail.encode())
+            for delay, kind, browser, path, name, head, tail in rows
+        )
+        return cls(guest_ref, steps, events)
 
 
 class JourneyCompiler:

@@ -8,6 +8,7 @@ user unpacks only when it takes that guest, so no single step stalls the loop fo
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from generator.load.journeys import JourneyCompiler
+from generator.load.journeys import Journey, JourneyCompiler
 from generator.model.history import GuestHistory, guest_histories
 from generator.profile import Profile, load_profile
 
@@ -33,7 +34,7 @@ def recipe(name: str, profile: Profile, *, think_time_scale: float, max_think: f
     """(pack, unpack) for a stock: pack runs where the guests are made, unpack where used."""
     if name == "journeys":
         compiler = JourneyCompiler(profile, think_time_scale=think_time_scale, max_think=max_think)
-        return (lambda h: pickle.dumps(compiler.compile(h), 5)), pickle.loads
+        return (lambda h: compiler.compile(h).pack()), Journey.unpack
     if name == "lines":
         # One guest's stored events as JSON lines; orjson never writes a raw newline.
         return (lambda h: b"\n".join(orjson.dumps(e) for e in h.events)), _lines
@@ -100,6 +101,10 @@ class Kitchen:
 def main(argv: list[str]) -> int:
     """The helper: reads `seed block` lines, answers each with a length-prefixed pickle."""
     path, name, scale, max_think = argv
+    if hasattr(os, "nice"):
+        # Work a block ahead at low priority: the target and the users that time it come first,
+        # and the block is wanted only when half the current one is used.
+        os.nice(10)
     profile = load_profile(path)
     pack, _ = recipe(name, profile, think_time_scale=float(scale), max_think=float(max_think))
     out = sys.stdout.buffer
