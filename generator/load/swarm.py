@@ -13,6 +13,7 @@ from pathlib import Path
 
 from generator.errors import CdpsimError
 from generator.load.plan import LoadPlan
+from generator.load.tally import redact
 
 __all__ = ["Swarm", "SwarmOutcome", "locustfile_for"]
 
@@ -45,10 +46,10 @@ class SwarmOutcome:
                 text = log.read_text(errors="replace").splitlines()
             except OSError:
                 continue
-            interesting = [t for t in text if "Error" in t or "error" in t or "Traceback" in t]
+            interesting = [t for t in text if "rror" in t or "Traceback" in t] or text
             if interesting:
                 out.append(f"{log.name}:")
-                out.extend("  " + t for t in (interesting or text)[-lines:])
+                out.extend("  " + redact(t) for t in interesting[-lines:])
         return "\n".join(out)
 
 
