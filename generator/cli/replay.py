@@ -19,9 +19,6 @@ from rich.progress import (
 )
 
 from generator.errors import CdpsimError
-from generator.replay.report import build_report, render_report
-from generator.replay.retry import RetryPolicy
-from generator.replay.run import ReplayOptions, replay
 
 # Exit codes beyond 0 and 1 (bad input): the run ended but not everything arrived. A run that
 # gave up on a target that kept failing exits 4 (GiveUp's code).
@@ -68,6 +65,11 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     ) -> None:
         """Replay a dataset into a Stream API endpoint: paced, resumable, exactly once."""
+        # Imported here (gevent and the HTTP client are heavy) so other commands start fast.
+        from generator.replay.report import build_report, render_report
+        from generator.replay.retry import RetryPolicy
+        from generator.replay.run import ReplayOptions, replay
+
         options = ReplayOptions(
             dataset=dataset,
             target=target,

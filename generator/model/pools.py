@@ -39,6 +39,17 @@ class Pools:
 
     @classmethod
     def build(cls, profile: Profile, seed: int) -> Pools:
+        """The pools of a profile and seed; built once per profile object (Faker is slow)."""
+        hit = _built.get((id(profile), seed))
+        if hit is not None and hit[0] is profile:
+            return hit[1]
+        pools = cls._build(profile, seed)
+        _built.clear()
+        _built[(id(profile), seed)] = (profile, pools)
+        return pools
+
+    @classmethod
+    def _build(cls, profile: Profile, seed: int) -> Pools:
         names = []
         for pos in profile.points_of_sale:
             try:
@@ -57,6 +68,10 @@ class Pools:
         return cls(
             names=tuple(names), user_agents=tuple(agents.user_agent() for _ in range(POOL_SIZE))
         )
+
+
+# The last pools built, with the profile they belong to (so the id cannot be reused).
+_built: dict[tuple[int, int], tuple[Profile, Pools]] = {}
 
 
 def ascii_slug(text: str) -> str:
