@@ -9,11 +9,28 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import orjson
 from common import CDPSIM, PYTHON, ROOT, baseline_script, run
+
+SPIN = "s = 0\nfor i in range(15_000_000):\n    s += i\n"
+
+
+def parallel_capacity() -> float:
+    """How many cores' worth of work this machine gives two busy processes right now: 2.0 on two
+    idle cores, nearer 1.0 when the host or other work takes the second. The ceiling for
+    --workers 2, measured in the same run."""
+    one = run([PYTHON, "-c", SPIN]).seconds
+    started = time.perf_counter()
+    procs = [subprocess.Popen([PYTHON, "-c", SPIN]) for _ in range(2)]
+    for p in procs:
+        p.wait()
+    two = time.perf_counter() - started
+    return round(2 * one / two, 2)
 
 
 def events_in(d: Path) -> int:
@@ -38,6 +55,7 @@ def main() -> None:
         ours = run([*CDPSIM, "generate", profile, "--out", str(d)])
         ours_rate = events_in(d) / ours.seconds
 
+        capacity = parallel_capacity()
         one = run(
             [*CDPSIM, "generate", profile, "--out", str(work / "w1"), "--events", str(args.small)]
         )
@@ -69,6 +87,7 @@ def main() -> None:
             "two_workers_events_per_s": round(args.small / two.seconds),
             "workers2_vs_1": round(one.seconds / two.seconds, 2),
             "workers_same_bytes": same,
+            "parallel_capacity": capacity,
             "rss_mb_small": round(one.max_rss_mb, 1),
             "rss_mb_big": round(big.max_rss_mb, 1),
             "rss_big_vs_small": round(big.max_rss_mb / one.max_rss_mb, 3),
@@ -84,6 +103,10 @@ def main() -> None:
             f"--events {args.small:,}: 1 worker {result['one_worker_events_per_s']:,}/s, "
             f"2 workers {result['two_workers_events_per_s']:,}/s = {result['workers2_vs_1']}x "
             f"(target >= 1.6x), same bytes: {same}"
+        )
+        print(
+            f"  control: two busy processes got {capacity} cores' worth of CPU on this machine "
+            "(2.0 = two idle cores): the ceiling for that ratio"
         )
         print(
             f"peak RSS {args.small:,} events {result['rss_mb_small']} MB, {args.big:,} events "
