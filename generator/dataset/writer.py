@@ -25,6 +25,7 @@ from queue import Empty
 import numpy as np
 import orjson
 
+from generator.dataset.allocator import keep_freed_memory
 from generator.dataset.answer_key import AnswerTags
 from generator.dataset.chunks import TAG_DTYPE, Chunk, append_chunk, write_chunk
 from generator.dataset.manifest import build_manifest
@@ -65,6 +66,7 @@ class GenerateResult:
 
 def generate(req: GenerateRequest, progress: Progress | None = None) -> GenerateResult:
     """Run `cdpsim generate`: write this shard's parts, and the dataset once all parts exist."""
+    keep_freed_memory()
     out = req.out
     out.mkdir(parents=True, exist_ok=True)
     for name in DATASET_FILES:
@@ -141,6 +143,7 @@ def merge_parts(
     profile: Profile, out: Path, workers: int = 1, progress: Progress | None = None
 ) -> GenerateResult:
     """Phases B and C: from every shard's parts to the finished dataset in `out`."""
+    keep_freed_memory()
     metas_paths = sorted(parts_dir(out).glob("shard-*/counts.json"))
     if not metas_paths:
         raise CdpsimError(f"{out}: no generated parts to merge", 2)
