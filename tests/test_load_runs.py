@@ -82,8 +82,8 @@ def test_ingest_batches_at_a_fixed_rate_on_two_processes() -> None:
     _exact(summary)
     assert summary["events_sent"] % 25 == 0
     assert summary["requests"] * 25 >= summary["events_acknowledged"]
-    # An open model at 2000 events/s for ~3 s: near that, never far beyond it.
-    assert 1000 < summary["events_acknowledged"] < 2000 * 3 * 1.2
+    # An open model at 2000 events/s: near that over the traffic's span, never far beyond it.
+    assert 1500 < summary["events_per_s"] < 2000 * 1.2
 
 
 def test_injected_failures_breach_the_slo_and_nothing_is_lost() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+from gevent.lock import Semaphore
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
@@ -59,6 +60,7 @@ class Station:
         self._journeys: Stock[Journey] | None = None
         self._lines: Stock[list[bytes]] | None = None
         self.kitchens: list[Kitchen] = []
+        self._making = Semaphore()
 
     @classmethod
     def of(cls, environment: Environment) -> Station:
@@ -72,15 +74,18 @@ class Station:
 
     @property
     def journeys(self) -> Stock[Journey]:
-        if self._journeys is None:
-            self._journeys = self._stock("journeys")
+        # Starting a kitchen yields to other greenlets: the lock keeps it to one kitchen.
+        with self._making:
+            if self._journeys is None:
+                self._journeys = self._stock("journeys")
         return self._journeys
 
     @property
     def lines(self) -> Stock[list[bytes]]:
         """Each guest's stored events, one serialised JSON line per event."""
-        if self._lines is None:
-            self._lines = self._stock("lines")
+        with self._making:
+            if self._lines is None:
+                self._lines = self._stock("lines")
         return self._lines
 
     def _stock(self, name: str) -> Stock[Any]:
@@ -138,8 +143,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
 
     def warm(**_: Any) -> None:
         # The first block of guests is made before any user starts, so the run's first
-        # seconds measure the target, not the model. A worker learns its index from the
-        # master only when it connects, so it warms up at test start.
+        # seconds measure the target, not the model.
         if not getattr(environment.parsed_options, "cdpsim_profile", None):
             return
         station = Station.of(environment)
@@ -148,8 +152,16 @@ def _on_init(environment: Environment, **_: Any) -> None:
             if stock is not None:
                 getattr(station, stock).warm()
 
+    def warm_once_indexed() -> None:
+        # A worker learns its index (which seeds its guests) when the master acknowledges it,
+        # just after it connects and before the test starts: warm up from then on.
+        runner = environment.runner
+        while getattr(runner, "worker_index", -1) < 0:
+            gevent.sleep(0.05)
+        warm()
+
     if isinstance(environment.runner, WorkerRunner):
-        environment.events.test_start.add_listener(warm)
+        gevent.spawn(warm_once_indexed)
         environment.events.report_to_master.add_listener(_report(environment))
     else:
         warm()
