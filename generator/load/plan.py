@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["SCENARIOS", "LoadPlan", "add_arguments", "parse_duration"]
+__all__ = ["READY_WAIT_S", "SCENARIOS", "LoadPlan", "add_arguments", "parse_duration"]
+
+# How long a master waits for its workers' first blocks of guests before starting regardless.
+READY_WAIT_S = 120.0
 
 Scenario = Literal["journeys", "ingest"]
 SCENARIOS: tuple[Scenario, ...] = ("journeys", "ingest")

@@ -27,6 +27,7 @@ __all__ = ["Station", "install"]
 # A think time never exceeds this: a day-long gap between sessions, scaled, is still too long
 # for a load test; the session on the target simply times out meanwhile.
 MAX_THINK_SECONDS = 5.0
+_READY = "cdpsim_ready"
 
 _stations: weakref.WeakKeyDictionary[Environment, Station] = weakref.WeakKeyDictionary()
 
@@ -60,6 +61,7 @@ class Station:
         self._journeys: Stock[Journey] | None = None
         self._lines: Stock[list[bytes]] | None = None
         self.kitchens: list[Kitchen] = []
+        self.ready_workers: set[int] = set()
         self._making = Semaphore()
 
     @classmethod
@@ -68,6 +70,14 @@ class Station:
         if station is None:
             station = _stations[environment] = cls(environment)
         return station
+
+    def workers_ready(self) -> bool:
+        """On a master: every expected worker has its first block ready (others: always)."""
+        runner = self.environment.runner
+        if not isinstance(runner, MasterRunner):
+            return True
+        expected = getattr(self.environment.parsed_options, "expect_workers", 1) or 1
+        return len(self.ready_workers) >= expected
 
     def next_serial(self) -> int:
         return next(self._serials)
@@ -156,9 +166,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
         # A worker learns its index (which seeds its guests) when the master acknowledges it,
         # just after it connects and before the test starts: warm up from then on.
         runner = environment.runner
-        while getattr(runner, "worker_index", -1) < 0:
+        assert isinstance(runner, WorkerRunner)
+        while runner.worker_index < 0:
             gevent.sleep(0.05)
         warm()
+        runner.send_message(_READY, {"index": runner.worker_index})
 
     if isinstance(environment.runner, WorkerRunner):
         gevent.spawn(warm_once_indexed)
@@ -185,6 +197,12 @@ def _report(environment: Environment) -> Callable[..., None]:
 
 def _gather_reports(environment: Environment) -> None:
     latest = _reports.setdefault(environment, {})
+
+    def on_ready(msg: Any, **_: Any) -> None:
+        Station.of(environment).ready_workers.add(int(msg.data["index"]))
+
+    assert environment.runner is not None
+    environment.runner.register_message(_READY, on_ready)
 
     def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
         if _REPORT_KEY in data:

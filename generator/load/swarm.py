@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.errors import CdpsimError
-from generator.load.plan import LoadPlan
+from generator.load.plan import READY_WAIT_S, LoadPlan
 from generator.load.tally import redact
 
 __all__ = ["Swarm", "SwarmOutcome", "locustfile_for"]
@@ -78,7 +78,8 @@ class Swarm:
             lead += ["--web-host", "127.0.0.1", "--web-port", str(self.web_port)]
         else:
             # The shape ends the run; --run-time is only a backstop.
-            lead += ["--headless", "--only-summary", "--run-time", f"{self.run_time + 10:.0f}s"]
+            backstop = self.run_time + 10 + (READY_WAIT_S if self.processes > 1 else 0)
+            lead += ["--headless", "--only-summary", "--run-time", f"{backstop:.0f}s"]
         if self.report_dir is not None:
             lead += [
                 "--csv",
@@ -118,7 +119,8 @@ class Swarm:
                     )
                 )
         try:
-            waiting = 600 if self.remote_workers else 60  # for the workers to connect
+            waiting = 600.0 if self.remote_workers else 60.0  # for the workers to connect
+            waiting += READY_WAIT_S  # for their first blocks of guests
             deadline = None if self.web else time.monotonic() + self.run_time + _GRACE_S + waiting
             _wait(procs[0], deadline)
             # Workers quit when the master tells them; give them time to report, then insist.

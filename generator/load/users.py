@@ -22,6 +22,7 @@ from locust.user.task import LOCUST_STATE_STOPPING
 
 from generator.events.wire import LIBRARY_VERSION
 from generator.load.journeys import Journey, Step, StepKind
+from generator.load.plan import READY_WAIT_S
 from generator.load.shapes import users_at
 from generator.load.station import Station
 from generator.load.tally import Tally, redact
@@ -241,11 +242,23 @@ class IngestClient(_StationUser):
 
 
 class ProfileShape(LoadTestShape):
-    """The profile's `load:` shape; `tick()` depends only on the elapsed run time."""
+    """The profile's `load:` shape; `tick()` depends only on the elapsed run time.
+
+    In distributed mode the run's clock starts once every worker has its first block of guests
+    ready (or after `READY_WAIT_S`): until then the shape asks for no users.
+    """
 
     abstract = True
+    _started = False
 
     def tick(self) -> tuple[int, float] | None:
+        if not self._started:
+            assert self.runner is not None, "Locust sets the runner before the first tick"
+            station = Station.of(self.runner.environment)
+            if not station.workers_ready() and self.get_run_time() < READY_WAIT_S:
+                return 0, station.spec.spawn_rate
+            self._started = True
+            self.reset_time()
         return self.at(self.get_run_time())
 
     def at(self, elapsed: float) -> tuple[int, float] | None:
