@@ -10,11 +10,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from generator.dataset.plan import Plan, blocks_of, renderer_for, shard_dir, sort_key
+from generator.dataset.plan import Plan, blocks_of, renderer_for, shard_dir, simulate, sort_key
 from generator.events.lines import block_rows, guest_lines
 from generator.events.render import BlockRenderer
 from generator.events.types import EventType
-from generator.model.block import BlockFacts, simulate_block
+from generator.model.block import BlockFacts
 from generator.profile import Profile
 
 __all__ = ["PartsJob", "no_cyclic_gc", "write_parts"]
@@ -70,7 +70,7 @@ def _write_parts(
     with open(base / "guests", "wb", buffering=1 << 20) as guests_out:
         try:
             for block in blocks_of(world, shard, worker, workers):
-                facts = simulate_block(world, block)
+                facts = simulate(world, block)
                 rows, extras = block_rows(renderer, facts)
                 bucket = plan.bucket_of(rows["created"])
                 order = np.argsort(bucket, kind="stable")

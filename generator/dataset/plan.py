@@ -11,11 +11,20 @@ from typing import Any
 import numpy as np
 
 from generator.events.render import BlockRenderer
-from generator.model.block import simulate_block
+from generator.model.block import BlockFacts, simulate_block
 from generator.model.world import BLOCK_GUESTS, World
 from generator.profile import Profile
 
-__all__ = ["Plan", "blocks_of", "make_plan", "parts_dir", "renderer_for", "shard_dir", "sort_key"]
+__all__ = [
+    "Plan",
+    "blocks_of",
+    "make_plan",
+    "parts_dir",
+    "renderer_for",
+    "shard_dir",
+    "simulate",
+    "sort_key",
+]
 
 BUCKET_TARGET = 80_000  # events a time bucket should hold: bounds the memory of sorting one
 
@@ -59,9 +68,10 @@ def make_plan(
     days = profile.days if days is None else days
     pilot_world = World(profile, seed=seed, days=days, guests=guests or BLOCK_GUESTS * 2)
     pilot_blocks = min(2, pilot_world.blocks)
-    pilot_times = np.concatenate(
-        [simulate_block(pilot_world, b).created_ms for b in range(pilot_blocks)]
-    )
+    _pilot.clear()
+    for b in range(pilot_blocks):
+        _pilot[_pilot_key(pilot_world, b)] = simulate_block(pilot_world, b)
+    pilot_times = np.concatenate([f.created_ms for f in _pilot.values()])
     pilot_guests = sum(pilot_world.block_size(b) for b in range(pilot_blocks))
     per_guest = max(len(pilot_times) / pilot_guests, 1e-3)
     if guests is None:
@@ -83,6 +93,22 @@ def make_plan(
         inner = np.unique(np.clip(cuts.astype(np.int64), start_ms + 1, end_ms - 1))
     edges = (start_ms, *inner.tolist(), end_ms)
     return Plan(seed, days, guests, edges, events, gzip, round(per_guest * guests))
+
+
+# The pilot's blocks, kept so that phase A in this process need not simulate them again.
+_pilot: dict[tuple[int, int, float, int, int], BlockFacts] = {}
+
+
+def _pilot_key(world: World, block: int) -> tuple[int, int, float, int, int]:
+    # A block's facts depend on the seed, the window and the block's own size, not the
+    # population's: the pilot's full blocks are the run's full blocks.
+    return (id(world.profile), world.seed, world.days, block, world.block_size(block))
+
+
+def simulate(world: World, block: int) -> BlockFacts:
+    """A block's facts: the pilot's, if it simulated this very block, else simulated now."""
+    facts = _pilot.pop(_pilot_key(world, block), None)
+    return facts if facts is not None else simulate_block(world, block)
 
 
 def parts_dir(out: Path) -> Path:
