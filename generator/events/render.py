@@ -95,6 +95,8 @@ class BlockRenderer:
         browser_channel = facts.browser_channel.tolist()
         guest_pos = facts.guest_pos.tolist()
         order_refs = facts.session_order_ref.tolist()
+        # The *_ref properties format every ref of the block: read each once, never per event.
+        execution_refs = facts.execution_ref.tolist()
         pay_types = facts.session_pay_type.tolist()
         guest_refs: list[str] | None = None
         carts: dict[int, list[int]] = {}
@@ -122,7 +124,7 @@ class BlockRenderer:
                         point_of_sale=self.pos_names[pos],
                         browser_ref=browser_refs[b],
                         session_ref=session_refs[s],
-                        flow_execution_ref=facts.execution_ref[i].decode(),
+                        flow_execution_ref=execution_refs[i].decode(),
                         occurred_ms=int(facts.occurred_ms[i]),
                         flow_ref=self.world.flow_refs[f],
                         flow_friendly_id=self.friendly_ids[f],

@@ -3,8 +3,8 @@
 User `u` of worker `w` gets guests `u, u + U, u + 2U ...` of the worker's own guest sequence,
 where `U` is the plan's peak user count; the sequence is the model's blocks under a seed derived
 from (root seed, worker index, u // U). So a user's guests are a pure function of (root seed,
-worker index, user serial), no two workers share a guest, and a block of 512 guests is shared by
-many users instead of being simulated for each one.
+worker index, user serial), no two workers share a guest, and a block of BLOCK_GUESTS guests is
+shared by many users instead of being simulated for each one.
 
 Blocks are made elsewhere (in a Locust process: by its kitchen, a helper process) one block ahead
 of need, so the CPU work stays off the event loop's request path.
