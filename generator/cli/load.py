@@ -8,9 +8,6 @@ import typer
 from rich.console import Console
 
 from generator.errors import CdpsimError
-from generator.load.loadtest import LoadTest
-from generator.load.plan import SCENARIOS, parse_duration
-from generator.load.summary import Slo
 
 
 def register(app: typer.Typer) -> None:
@@ -67,6 +64,11 @@ def register(app: typer.Typer) -> None:
         Exit 0 when it held, 1 on an SLO breach, 3 when events were lost or duplicated (or the
         embedded server could not account for them), 4 when the target cannot be reached.
         """
+        # Imported here (Locust and the model are heavy) so other commands start fast.
+        from generator.load.loadtest import LoadTest
+        from generator.load.plan import SCENARIOS, parse_duration
+        from generator.load.summary import Slo
+
         if scenario not in SCENARIOS:
             raise CdpsimError(f"--scenario {scenario!r}: use one of {', '.join(SCENARIOS)}")
         try:
