@@ -7,7 +7,9 @@ Figures (issue 2): events/s of `cdpsim generate profiles/retail-ireland.yaml` vs
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -15,7 +17,7 @@ import time
 from pathlib import Path
 
 import orjson
-from common import CDPSIM, PYTHON, ROOT, baseline_script, run
+from common import CDPSIM, PYTHON, ROOT, Run, baseline_script, run
 
 SPIN = "s = 0\nfor i in range(15_000_000):\n    s += i\n"
 
@@ -33,6 +35,22 @@ def parallel_capacity() -> float:
     return round(2 * one / two, 2)
 
 
+def timed(cmd: list[str]) -> Run:
+    """Run a command after flushing earlier runs' writes, so none pays for another's."""
+    os.sync()
+    return run(cmd)
+
+
+def digest(d: Path) -> str:
+    """A dataset's events, hashed (then it can be removed before the next timed run)."""
+    h = hashlib.sha256()
+    with open(d / "events.jsonl", "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    shutil.rmtree(d)
+    return h.hexdigest()
+
+
 def events_in(d: Path) -> int:
     return int(orjson.loads((d / "manifest.json").read_bytes())["events"])
 
@@ -46,37 +64,26 @@ def main() -> None:
     profile = str(ROOT / "profiles/retail-ireland.yaml")
     work = Path(tempfile.mkdtemp(prefix="cdpsim-bench-"))
     try:
-        base = run(
-            [PYTHON, str(baseline_script()), str(args.baseline_events), str(work / "b.jsonl")]
-        )
+        base = timed([PYTHON, str(baseline_script()), str(args.baseline_events), str(work / "b")])
         base_rate = args.baseline_events / base.seconds
+        shutil.rmtree(work / "b", ignore_errors=True)
+        (work / "b").unlink(missing_ok=True)
 
         d = work / "default"
-        ours = run([*CDPSIM, "generate", profile, "--out", str(d)])
+        ours = timed([*CDPSIM, "generate", profile, "--out", str(d)])
         ours_rate = events_in(d) / ours.seconds
+        shutil.rmtree(d)
 
         capacity = parallel_capacity()
-        one = run(
-            [*CDPSIM, "generate", profile, "--out", str(work / "w1"), "--events", str(args.small)]
+        small = ["--events", str(args.small)]
+        one = timed([*CDPSIM, "generate", profile, "--out", str(work / "w1"), *small])
+        one_digest = digest(work / "w1")
+        two = timed(
+            [*CDPSIM, "generate", profile, "--out", str(work / "w2"), *small, "--workers", "2"]
         )
-        two = run(
-            [
-                *CDPSIM,
-                "generate",
-                profile,
-                "--out",
-                str(work / "w2"),
-                "--events",
-                str(args.small),
-                "--workers",
-                "2",
-            ]
-        )
-        same = (work / "w1/events.jsonl").read_bytes() == (work / "w2/events.jsonl").read_bytes()
-        shutil.rmtree(work / "w2")
-        big = run(
-            [*CDPSIM, "generate", profile, "--out", str(work / "big"), "--events", str(args.big)]
-        )
+        same = digest(work / "w2") == one_digest
+        big_events = ["--events", str(args.big)]
+        big = timed([*CDPSIM, "generate", profile, "--out", str(work / "big"), *big_events])
         shutil.rmtree(work / "big")
 
         result = {
