@@ -15,6 +15,7 @@ from generator.dataset.reader import open_dataset
 from generator.dataset.validate import validate_dataset
 from generator.dataset.writer import GenerateRequest, generate
 from generator.errors import CdpsimError
+from generator.keys import mask_key
 from generator.profile import load_profile
 from generator.profiles import DEFAULT_PROFILE
 
@@ -42,13 +43,8 @@ def run_demo(out: Path, console: Console) -> None:
         f"\n[green]1. generated[/] {result.events:,} events for {result.guests:,} guests in "
         f"{took:.1f}s ({result.events / took:,.0f} events/s) -> {dataset}"
     )
-    counts = Table(show_header=True, header_style="bold", box=None)
-    for name in sorted(result.counts, key=lambda k: -result.counts[k]):
-        counts.add_column(name, justify="right")
-    counts.add_row(
-        *(f"{result.counts[k]:,}" for k in sorted(result.counts, key=lambda k: -result.counts[k]))
-    )
-    console.print(counts)
+    by_count = sorted(result.counts.items(), key=lambda kv: -kv[1])
+    console.print("   " + ", ".join(f"{name} {n:,}" for name, n in by_count if n))
 
     started = time.perf_counter()
     report = validate_dataset(dataset)
@@ -87,7 +83,8 @@ def run_demo(out: Path, console: Console) -> None:
             )
     console.print(key)
     sample = next(e for _, e in open_dataset(dataset).events() if e["type"] == "TRACKING")
-    console.print("\n4. one TRACKING event, as CDP stores it when a flow runs:")
+    sample["clientKey"] = mask_key(sample["clientKey"])  # shown, so never whole
+    console.print("\n4. one TRACKING event, as CDP stores it when a flow runs (key masked):")
     console.print(JSON.from_data(sample))
     console.print(
         "\nNext: [bold]cdpsim serve[/] (a Stream API target), [bold]cdpsim load retail-ireland[/] "

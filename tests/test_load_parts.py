@@ -14,13 +14,14 @@ import yaml
 
 from generator.errors import CdpsimError
 from generator.events.wire import client_event
+from generator.keys import redact
 from generator.load.journeys import JourneyCompiler, StepKind
 from generator.load.kitchen import cook, recipe
 from generator.load.plan import parse_duration
 from generator.load.shapes import ShapeSpec, users_at
 from generator.load.stock import Stock
 from generator.load.summary import Slo, build_summary, reconcile
-from generator.load.tally import Tally, merge_tallies, redact
+from generator.load.tally import Tally, merge_tallies
 from generator.load.target import parse_target
 from generator.model.history import guest_histories
 from generator.profile import load_profile

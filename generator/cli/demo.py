@@ -18,4 +18,7 @@ def register(app: typer.Typer) -> None:
         """Generate the default tenant's week, validate it, and show the answer key."""
         from generator.demo import run_demo
 
-        run_demo(out, Console())
+        console = Console()
+        if not console.is_terminal:  # piped or in CI: wide enough for the answer-key table
+            console = Console(width=120)
+        run_demo(out, console)

@@ -14,12 +14,13 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from generator.keys import redact
 from generator.load.journeys import Journey
 from generator.load.kitchen import Kitchen, recipe
 from generator.load.plan import LoadPlan, add_arguments
 from generator.load.shapes import ShapeSpec
 from generator.load.stock import Stock
-from generator.load.tally import Tally, merge_tallies, redact
+from generator.load.tally import Tally, merge_tallies
 from generator.profile import Profile, load_profile
 
 __all__ = ["Station", "install"]

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.errors import CdpsimError
+from generator.keys import redact
 from generator.load.plan import READY_WAIT_S, LoadPlan
-from generator.load.tally import redact
 
 __all__ = ["Swarm", "SwarmOutcome", "locustfile_for"]
 

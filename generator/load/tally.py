@@ -4,7 +4,6 @@ histogram of latency in microseconds; written to a file at exit and merged acros
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,21 +12,13 @@ from typing import Any
 import orjson
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["Tally", "merge_tallies", "read_tallies", "redact"]
+__all__ = ["Tally", "merge_tallies", "read_tallies"]
 
 # 1 us to 1 hour at 3 significant digits: exact enough for a sub-millisecond p99.
 _LOWEST_US = 1
 _HIGHEST_US = 3_600_000_000
 _DIGITS = 3
 _MAX_ERRORS = 20
-
-
-_KEY_IN_TEXT = re.compile(r"(client_?[kK]ey[=\":\s]+)([A-Za-z0-9]{4})[A-Za-z0-9]{8,}")
-
-
-def redact(text: str) -> str:
-    """A client key is never shown whole: keep its first 4 characters."""
-    return _KEY_IN_TEXT.sub(r"\1\2…", text)
 
 
 def _histogram() -> HdrHistogram:

@@ -21,11 +21,12 @@ from locust.env import Environment
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from generator.events.wire import LIBRARY_VERSION
+from generator.keys import redact
 from generator.load.journeys import Journey, Step, StepKind
 from generator.load.plan import READY_WAIT_S
 from generator.load.shapes import users_at
 from generator.load.station import Station
-from generator.load.tally import Tally, redact
+from generator.load.tally import Tally
 
 __all__ = ["IngestClient", "JourneyGuest", "ProfileShape"]
 

@@ -16,6 +16,7 @@ import gevent.queue
 
 from generator.errors import CdpsimError
 from generator.events.wire import WireRequest
+from generator.keys import mask_key
 from generator.replay.checkpoint import Checkpoint, CheckpointError, default_state_path
 from generator.replay.pacing import RateLimit, Timeline
 from generator.replay.plan import Plan, Step, browser_key
@@ -23,15 +24,10 @@ from generator.replay.retry import RetryPolicy
 from generator.replay.sender import Answer, Outcome, Sender
 from generator.replay.target import Target
 
-__all__ = ["ProgressFn", "ReplayOptions", "ReplayResult", "mask_key", "replay"]
+__all__ = ["ProgressFn", "ReplayOptions", "ReplayResult", "replay"]
 
 # Called a few times a second with (events finished, events in all, requests/s just now).
 ProgressFn = Callable[[int, int, float], None]
-
-
-def mask_key(key: str) -> str:
-    """A client key as it may be shown: all but the last 4 characters hidden."""
-    return "*" * max(0, len(key) - 4) + key[-4:]
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from urllib.parse import parse_qs
 import orjson
 
 from generator.events.wire import GUEST_HINT
+from generator.keys import mask_key
 from generator.profile import Profile
 from generator.server.answers import Answer, error, json_answer
 from generator.server.faults import Faults
-from generator.server.keys import mask_key
 from generator.server.ledger import Ledger
 from generator.server.tenant import Tenant
 

@@ -13,11 +13,11 @@ import orjson
 
 from generator.events.stored import UUID, envelope, iso_ms, parse_iso_ms, tracking_event
 from generator.events.wire import arbitrary_data_from_wire
+from generator.keys import mask_key
 from generator.model.assignment import FlowTable, assign_one
 from generator.profile import Channel, PointOfSale, Profile
 from generator.server.answers import Answer, error, json_answer
 from generator.server.ingest import check_stored, ingest_lines
-from generator.server.keys import mask_key
 from generator.server.ledger import EventRow, Job, Ledger, LedgerError, Origin
 from generator.server.sessions import SessionBook
 
