@@ -310,6 +310,18 @@ def _fill(
     return list(matrix.view(f"S{len(template)}").ravel().tolist())
 
 
+def _envelope_fields(sel: np.ndarray) -> dict[str, np.ndarray]:
+    """The envelope's variable text, one (n, width) array per slot."""
+    refs = sel["refs"]
+    return {
+        "ref": halves_text(np.stack([sel["ref_hi"], sel["ref_lo"]], axis=1)),
+        "created": iso_text(sel["created"]),
+        "modified": iso_text(sel["modified"]),
+        "browser": halves_text(refs[:, _BROWSER : _BROWSER + 2]),
+        "session": halves_text(refs[:, _SESSION : _SESSION + 2]),
+    }
+
+
 def _envelopes(p: _Pieces, sel: np.ndarray, type_name: str) -> np.ndarray:
     """Each row's envelope through sessionRef, assembled as a fixed-width byte matrix for each
     (point of sale, channel) group: numpy copies columns, no per-line formatting."""
@@ -317,14 +329,7 @@ def _envelopes(p: _Pieces, sel: np.ndarray, type_name: str) -> np.ndarray:
     out = np.empty(n, dtype=object)
     if n == 0:
         return out
-    refs = sel["refs"]
-    fields = {
-        "ref": halves_text(np.stack([sel["ref_hi"], sel["ref_lo"]], axis=1)),
-        "created": iso_text(sel["created"]),
-        "modified": iso_text(sel["modified"]),
-        "browser": halves_text(refs[:, _BROWSER : _BROWSER + 2]),
-        "session": halves_text(refs[:, _SESSION : _SESSION + 2]),
-    }
+    fields = _envelope_fields(sel)
     group = sel["pos"].astype(np.int64) * p.channels + sel["channel"]
     for g in np.unique(group).tolist():
         members = np.flatnonzero(group == g)
@@ -348,15 +353,9 @@ def _tracking(p: _Pieces, sel: np.ndarray) -> np.ndarray:
     occurred = sel["occurred"].astype(np.int64)
     ms = sel["execution_ms"].astype(np.int64)
     d_occ, d_ms = _ndigits(occurred), _ndigits(ms)
-    fields = {
-        "ref": halves_text(np.stack([sel["ref_hi"], sel["ref_lo"]], axis=1)),
-        "created": iso_text(sel["created"]),
-        "modified": iso_text(sel["modified"]),
-        "browser": halves_text(refs[:, _BROWSER : _BROWSER + 2]),
-        "session": halves_text(refs[:, _SESSION : _SESSION + 2]),
-        "exec": halves_text(refs[:, _EXEC : _EXEC + 2]),
-        "guest": halves_text(refs[:, _GUEST : _GUEST + 2]),
-    }
+    fields = _envelope_fields(sel)
+    fields["exec"] = halves_text(refs[:, _EXEC : _EXEC + 2])
+    fields["guest"] = halves_text(refs[:, _GUEST : _GUEST + 2])
     for w in np.unique(d_occ).tolist():
         fields[f"occurred{w}"] = _digits(occurred, w)
     for w in np.unique(d_ms).tolist():
