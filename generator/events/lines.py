@@ -195,6 +195,8 @@ class _Pieces:
         self.last = [[_j(x) for x in pool.last] for pool in w.pools.names]
         self.first_slug = [pool.first_slug for pool in w.pools.names]
         self.last_slug = [pool.last_slug for pool in w.pools.names]
+        self.first_slug_bytes = [[x.encode() for x in pool.first_slug] for pool in w.pools.names]
+        self.last_slug_bytes = [[x.encode() for x in pool.last_slug] for pool in w.pools.names]
         self.pos_name = [_j(x) for x in r.pos_names]
         self.language = [_j(x) for x in r.pos_language]
         self.channel_name = [[_j(c) for c in chans] for chans in r.pos_channels]
@@ -488,9 +490,19 @@ def guest_lines(r: BlockRenderer, facts: BlockFacts) -> list[bytes]:
     """Every guest of the block as a JSON line (type VISITOR), in guest order: byte-for-byte
     `orjson.dumps` of the renderer's guest record."""
     p = _pieces(r)
-    browser_refs = halves_strings(facts.browser_halves).tolist()
-    browser_channel = facts.browser_channel.tolist()
-    browser_agent = facts.browser_agent.tolist()
+    browser_pos = facts.guest_pos[facts.browser_guest].tolist()
+    browsers = [
+        b'{"browserRef":"%s","channel":%s,"userAgent":%s}'
+        % (ref, p.channel_name[pos][ch], p.agent[agent])
+        for ref, pos, ch, agent in zip(
+            halves_strings(facts.browser_halves).tolist(),
+            browser_pos,
+            facts.browser_channel.tolist(),
+            facts.browser_agent.tolist(),
+            strict=True,
+        )
+    ]
+    domains = [d.encode() for d in EMAIL_DOMAINS]
     out = []
     for g, (gref, pos, fi, la, d, b0, nb) in enumerate(
         zip(
@@ -504,25 +516,25 @@ def guest_lines(r: BlockRenderer, facts: BlockFacts) -> list[bytes]:
             strict=True,
         )
     ):
-        pool = r.world.pools.names[pos]
-        email = f"{pool.first_slug[fi]}.{pool.last_slug[la]}.{facts.first_guest + g}@"
-        browsers = b",".join(
-            b'{"browserRef":"%s","channel":%s,"userAgent":%s}'
-            % (browser_refs[b], p.channel_name[pos][browser_channel[b]], p.agent[browser_agent[b]])
-            for b in range(b0, b0 + nb)
-        )
+        first, last = p.first[pos][fi], p.last[pos][la]
         out.append(
-            b'{"guestRef":"%s","type":"VISITOR","firstName":%s,"lastName":%s,"name":%s,'
-            b'"email":%s,"pointOfSale":%s,"language":%s,"browsers":[%s]}'
+            b'{"guestRef":"%s","type":"VISITOR","firstName":%s,"lastName":%s,"name":%s %s,'
+            b'"email":"%s.%s.%d@%s","pointOfSale":%s,"language":%s,"browsers":[%s]}'
             % (
                 gref,
-                p.first[pos][fi],
-                p.last[pos][la],
-                _j(f"{pool.first[fi]} {pool.last[la]}"),
-                _j(email + EMAIL_DOMAINS[d]),
+                first,
+                last,
+                # Escaping is per character, so the escaped halves join into the escaped whole.
+                first[:-1],
+                last[1:],
+                # Slugs are ASCII letters and digits: nothing in an email needs escaping.
+                p.first_slug_bytes[pos][fi],
+                p.last_slug_bytes[pos][la],
+                facts.first_guest + g,
+                domains[d],
                 p.pos_name[pos],
                 p.language[pos],
-                browsers,
+                b",".join(browsers[b0 : b0 + nb]),
             )
         )
     return out
