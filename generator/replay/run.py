@@ -231,12 +231,8 @@ class _Run:
                     queue.append(step)
                 if n % 64 == 0:
                     gevent.sleep(0)  # let the senders start while the file is read
-        except CdpsimError as exc:
-            self.stop("stopped", exc)
-            return
         except Exception as exc:
-            self.crash = exc
-            self.stop("stopped")
+            self._halt(exc)
             return
         self.reader_done = True
         if not self.queues:
@@ -259,14 +255,19 @@ class _Run:
                 self._replay_step(step)
             except _Stopped:
                 return
-            except CdpsimError as exc:
-                self.stop("stopped", exc)
-                return
             except Exception as exc:
-                self.crash = exc
-                self.stop("stopped")
+                self._halt(exc)
                 return
             self._finish(step)
+
+    def _halt(self, exc: Exception) -> None:
+        """Stop the run: a user's error is reported as is; anything else is a bug, kept to be
+        raised once the checkpoint is saved."""
+        if isinstance(exc, CdpsimError):
+            self.stop("stopped", exc)
+        else:
+            self.crash = exc
+            self.stop("stopped")
 
     def _replay_step(self, step: Step) -> None:
         ckpt = self.ckpt
