@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     @app.command("load")
     def _load(
         profile: Path = typer.Argument(
-            ..., help="Profile YAML; its `load:` section shapes the run."
+            ..., help="Profile YAML or bundled name (retail-ireland, smoke, multi-region)."
         ),
         host: str | None = typer.Option(
             None, "--host", help="Target base URL. Default: start the embedded server."
@@ -68,6 +68,7 @@ def register(app: typer.Typer) -> None:
         from generator.load.loadtest import LoadTest
         from generator.load.plan import SCENARIOS, parse_duration
         from generator.load.summary import Slo
+        from generator.profiles import resolve_profile
 
         if scenario not in SCENARIOS:
             raise CdpsimError(f"--scenario {scenario!r}: use one of {', '.join(SCENARIOS)}")
@@ -76,7 +77,7 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise CdpsimError(f"--run-time {exc}") from None
         test = LoadTest(
-            profile=profile,
+            profile=resolve_profile(profile),
             host=host,
             scenario=scenario,
             users=users,

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from generator.errors import CdpsimError, ProfileError
-from generator.profiles import DEFAULT_PROFILE
+from generator.profiles import DEFAULT_PROFILE, resolve_profile
 
 __all__ = ["DEFAULT_PROFILE", "run_alone", "serve_command"]
 
@@ -20,7 +20,7 @@ def serve_command(
         Path("cdpsim-ledger.sqlite3"), help="SQLite ledger file (WAL); reused across restarts."
     ),
     profile: Path = typer.Option(
-        DEFAULT_PROFILE, help="Profile whose tenant (client key, points of sale, flows) it serves."
+        DEFAULT_PROFILE, help="Profile (YAML or bundled name) whose tenant it serves."
     ),
     fail_rate: float = typer.Option(
         0.0, min=0.0, max=1.0, help="Share of requests answered 503 with Retry-After."
@@ -61,7 +61,7 @@ def serve_command(
         raise CdpsimError(f"--sync {sync!r}: use normal or full", code=2)
     serve(
         ServerConfig(
-            profile=load_profile(profile),
+            profile=load_profile(resolve_profile(profile)),
             db_path=db,
             host=host,
             port=port,
