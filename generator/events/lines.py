@@ -147,7 +147,6 @@ class _Pieces:
         self.n_items = len(r.item_ids)
         self.n_types = len(r.type_names)
         self.n_pages = len(names)
-        self.n_pos = len(r.pos_names)
         self.item_id = [_j(x) for x in r.item_ids]
         self.item_name = [_j(x) for x in r.item_names]
         self.item_price = [_j(x) for x in r.item_price]

@@ -98,7 +98,7 @@ class BlockRenderer:
         # The *_ref properties format every ref of the block: read each once, never per event.
         execution_refs = facts.execution_ref.tolist()
         pay_types = facts.session_pay_type.tolist()
-        guest_refs: list[str] | None = None
+        guest_refs = [r.decode() for r in facts.guest_ref.tolist()]
         carts: dict[int, list[int]] = {}
         client_key = self.client_key
         for i in range(n):
@@ -109,8 +109,6 @@ class BlockRenderer:
             pos = guest_pos[g]
             channel = self.pos_channels[pos][browser_channel[b]]
             if t == E.TRACKING:
-                if guest_refs is None:
-                    guest_refs = [r.decode() for r in facts.guest_ref.tolist()]
                 f = int(facts.flow[i])
                 v = int(facts.variant[i])
                 yield (

@@ -35,9 +35,7 @@ def locustfile_for(scenario: str) -> Path:
 
 @dataclass(slots=True)
 class SwarmOutcome:
-    returncodes: list[int | None] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
-    interrupted: bool = False
 
     def log_tail(self, lines: int = 15) -> str:
         out = []
@@ -127,7 +125,7 @@ class Swarm:
             for proc in procs[1:]:
                 _wait(proc, time.monotonic() + _GRACE_S)
         except KeyboardInterrupt:
-            outcome.interrupted = True
+            # Ctrl+C: let every process stop and report; the caller reconciles what was sent.
             for proc in procs:
                 _signal(proc, signal.SIGINT)
             for proc in procs:
@@ -137,7 +135,6 @@ class Swarm:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-        outcome.returncodes = [p.returncode for p in procs]
         return outcome
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import gevent
-
 __all__ = ["RateLimit", "Timeline"]
 
 
@@ -24,11 +22,6 @@ class RateLimit:
         slot = max(now, self._next)
         self._next = slot + self.interval
         return slot - now
-
-    def acquire(self) -> None:
-        wait = self.delay()
-        if wait > 0:
-            gevent.sleep(wait)
 
 
 class Timeline:

@@ -71,13 +71,6 @@ class Plan:
     def open(cls, directory: str | Path) -> Plan:
         return cls(open_dataset(directory))
 
-    def profile_name(self) -> str | None:
-        profile = self.manifest.get("profile")
-        if isinstance(profile, dict):
-            name = profile.get("name")
-            return str(name) if name else None
-        return str(profile) if isinstance(profile, str) else None
-
     def _browser_owners(self) -> dict[str, str]:
         owners: dict[str, str] = {}
         path = self.dataset.guests_path

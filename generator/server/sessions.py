@@ -50,6 +50,3 @@ class SessionBook:
     ) -> None:
         """Put back a session read from the ledger after a restart (counted elsewhere)."""
         self._current[(browser_ref, channel)] = Session(session_ref, last_ms, closed)
-
-    def current(self, browser_ref: str, channel: str) -> Session | None:
-        return self._current.get((browser_ref, channel))
