@@ -146,3 +146,15 @@ def test_cli_rejects_nonsense_bounds(tmp_path: Path, flag: str) -> None:
         text=True,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_cli_unwritable_out_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "generator.cli", "generate", "smoke", "--out", str(blocker / "x")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Not a directory" in proc.stderr and "Traceback" not in proc.stderr

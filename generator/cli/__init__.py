@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     except CdpsimError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return exc.code
+    except OSError as exc:
+        # The file system said no (a path that cannot be made, no space, no permission).
+        where = f" {exc.filename}" if exc.filename else ""
+        err.print(f"[bold red]error:[/]{where}: {exc.strerror or exc}", highlight=False)
+        return 1
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130

@@ -8,12 +8,13 @@ import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
 from generator.dataset.parts import no_cyclic_gc
 from generator.dataset.plan import Plan, parts_dir, renderer_for, sort_key
+from generator.dataset.spooler import Spooler
 from generator.events.lines import ROW_DTYPE, render_rows, sort_rows
 from generator.events.types import EventType
 from generator.profile import Profile
@@ -47,15 +48,28 @@ class Chunk:
     path: Path | None  # the chunk file, or None when it went straight into the output
 
 
-def write_chunk(job: ChunkJob, sink: IO[bytes] | None = None) -> Chunk:
+def write_chunk(
+    job: ChunkJob, sink: IO[bytes] | None = None, spooler: Spooler | None = None
+) -> Chunk:
     """Sort one bucket across every shard and worker; cut; render it into `sink` (the output,
-    when this process writes it) or into a chunk file (a worker's, for the parent to append)."""
+    when this process writes it) or into a chunk file (a worker's, for the parent to append).
+    The writes go through `spooler` (the caller drains it before it reads `sink`), or through
+    one of the chunk's own, drained before returning."""
     with no_cyclic_gc():
-        return _write_chunk(*job, sink=sink)
+        if spooler is not None:
+            return _write_chunk(*job, sink=sink, spooler=spooler)
+        with Spooler() as own:
+            return _write_chunk(*job, sink=sink, spooler=own)
 
 
 def _write_chunk(
-    profile: Profile, plan: Plan, out: Path, k: int, keep: int | None, sink: IO[bytes] | None
+    profile: Profile,
+    plan: Plan,
+    out: Path,
+    k: int,
+    keep: int | None,
+    sink: IO[bytes] | None,
+    spooler: Spooler,
 ) -> Chunk:
     parts, extras = [], []
     base = 0
@@ -83,11 +97,14 @@ def _write_chunk(
             path = parts_dir(out) / "chunks" / f"c{k:05d}"
             path.parent.mkdir(parents=True, exist_ok=True)
             sink = stack.enter_context(open(path, "wb"))
+            # Drained before the file closes (exit order is the reverse of entry).
+            stack.callback(spooler.drain)
         for lo in range(0, len(kept), RENDER_SLICE):
             text = b"".join(render_rows(renderer, kept[lo : lo + RENDER_SLICE], blob))
-            sink.write(packer.compress(text) if packer else text)
+            # Compression, like the write, runs on the spooler's thread (zlib releases the GIL).
+            spooler.submit(_put, sink, packer, text)
         if packer and len(kept):
-            sink.write(packer.flush())
+            spooler.submit(_put_end, sink, packer)
     wanted = kept[(kept["type"] == EventType.TRACKING) | (kept["type"] == EventType.CHECKOUT)]
     # A compact copy: a multi-field view of the rows would keep their whole 176-byte width.
     tagged = np.empty(len(wanted), dtype=TAG_DTYPE)
@@ -106,6 +123,14 @@ def _write_chunk(
         ),
         path=path,
     )
+
+
+def _put(sink: IO[bytes], packer: Any, text: bytes) -> None:
+    sink.write(packer.compress(text) if packer is not None else text)
+
+
+def _put_end(sink: IO[bytes], packer: Any) -> None:
+    sink.write(packer.flush())
 
 
 def append_chunk(dst: IO[bytes], path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import IO, Any
 import numpy as np
 
 from generator.dataset.plan import Plan, blocks_of, renderer_for, shard_dir, simulate, sort_key
+from generator.dataset.spooler import Spooler
 from generator.events.lines import block_rows, guest_lines
 from generator.events.render import BlockRenderer
 from generator.events.types import EventType
@@ -69,36 +70,40 @@ def _write_parts(
     handles: dict[int, tuple[IO[bytes], IO[bytes]]] = {}
     with open(base / "guests", "wb", buffering=1 << 20) as guests_out:
         try:
-            for block in blocks_of(world, shard, worker, workers):
-                facts = simulate(world, block)
-                rows, extras = block_rows(renderer, facts)
-                bucket = plan.bucket_of(rows["created"])
-                order = np.argsort(bucket, kind="stable")
-                bounds = np.searchsorted(bucket[order], np.arange(plan.buckets + 1))
-                for k in np.flatnonzero(np.diff(bounds)).tolist():
-                    part = rows[order[bounds[k] : bounds[k + 1]]]
-                    pair = handles.get(k)
-                    if pair is None:
-                        # Closed in the finally below: one pair per bucket stays open.
-                        pair = handles[k] = (
-                            # Modest buffers: a big run keeps many buckets open at once.
-                            open(base / f"b{k:05d}.rows", "ab", buffering=1 << 16),  # noqa: SIM115
-                            open(base / f"b{k:05d}.extra", "ab", buffering=1 << 12),  # noqa: SIM115
-                        )
-                    # CONFIRM carts move from the block's blob to the bucket's.
-                    for i in np.flatnonzero(part["extra_len"]).tolist():
-                        start = int(part["extra"][i])
-                        piece = extras[start : start + int(part["extra_len"][i])]
-                        part["extra"][i] = extra_size[k]
-                        pair[1].write(piece)
-                        extra_size[k] += len(piece)
-                    pair[0].write(part.tobytes())
-                    counts[k] += len(part)
-                _write_guests(guests_out, renderer, facts)
-                if on_block is not None:
-                    on_block(len(facts))
-                elif _done_queue is not None:
-                    _done_queue.put(len(facts))
+            # The writes run on the spooler's thread, beside the next block's simulation;
+            # it is drained (its with closes) before the finally closes the files.
+            with Spooler() as spooler:
+                for block in blocks_of(world, shard, worker, workers):
+                    facts = simulate(world, block)
+                    rows, extras = block_rows(renderer, facts)
+                    bucket = plan.bucket_of(rows["created"])
+                    order = np.argsort(bucket, kind="stable")
+                    bounds = np.searchsorted(bucket[order], np.arange(plan.buckets + 1))
+                    for k in np.flatnonzero(np.diff(bounds)).tolist():
+                        part = rows[order[bounds[k] : bounds[k + 1]]]
+                        pair = handles.get(k)
+                        if pair is None:
+                            # Closed in the finally below: one pair per bucket stays open.
+                            pair = handles[k] = (
+                                # Modest buffers: a big run keeps many buckets open at once.
+                                open(base / f"b{k:05d}.rows", "ab", buffering=1 << 16),  # noqa: SIM115
+                                open(base / f"b{k:05d}.extra", "ab", buffering=1 << 12),  # noqa: SIM115
+                            )
+                        # CONFIRM carts move from the block's blob to the bucket's.
+                        carts = []
+                        for i in np.flatnonzero(part["extra_len"]).tolist():
+                            start = int(part["extra"][i])
+                            piece = extras[start : start + int(part["extra_len"][i])]
+                            part["extra"][i] = extra_size[k]
+                            carts.append(piece)
+                            extra_size[k] += len(piece)
+                        spooler.submit(_put_part, pair, part.tobytes(), b"".join(carts))
+                        counts[k] += len(part)
+                    spooler.submit(guests_out.write, _guest_records(renderer, facts))
+                    if on_block is not None:
+                        on_block(len(facts))
+                    elif _done_queue is not None:
+                        _done_queue.put(len(facts))
         finally:
             for rows_file, extra_file in handles.values():
                 rows_file.close()
@@ -106,7 +111,12 @@ def _write_parts(
     return counts
 
 
-def _write_guests(out: IO[bytes], renderer: BlockRenderer, facts: BlockFacts) -> None:
+def _put_part(pair: tuple[IO[bytes], IO[bytes]], rows: bytes, carts: bytes) -> None:
+    pair[0].write(rows)
+    pair[1].write(carts)
+
+
+def _guest_records(renderer: BlockRenderer, facts: BlockFacts) -> bytes:
     """Guest lines keyed for the join: index, first event key, first IDENTITY key, JSON."""
     n = len(facts.guest_halves)
     guest_of_event = facts.browser_guest[facts.session_browser[facts.session]]
@@ -132,8 +142,9 @@ def _write_guests(out: IO[bytes], renderer: BlockRenderer, facts: BlockFacts) ->
     guests_seen, rows = np.unique(guest_of_event[ident], return_index=True)
     for g, key in zip(guests_seen.tolist(), keys_at(ident[rows]), strict=True):
         identity_key[g] = key
-    buf = [
-        b"%012d\t%s\t%s\t%s\n" % (facts.first_guest + g, first_key[g], identity_key[g], line)
-        for g, line in enumerate(guest_lines(renderer, facts))
-    ]
-    out.write(b"".join(buf))
+    return b"".join(
+        [
+            b"%012d\t%s\t%s\t%s\n" % (facts.first_guest + g, first_key[g], identity_key[g], line)
+            for g, line in enumerate(guest_lines(renderer, facts))
+        ]
+    )
