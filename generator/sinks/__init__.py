@@ -1,1 +1,0 @@
-"""Where events go: dataset files and HTTP targets."""
