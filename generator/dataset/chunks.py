@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 
 from generator.dataset.parts import no_cyclic_gc
+from generator.dataset.placement import Placement
 from generator.dataset.plan import Plan, parts_dir, renderer_for, sort_key
-from generator.dataset.spooler import Spooler
 from generator.events.lines import ROW_DTYPE, render_rows, sort_rows
+from generator.events.render import BlockRenderer
 from generator.events.types import EventType
 from generator.profile import Profile
 
-__all__ = ["Chunk", "ChunkJob", "append_chunk", "write_chunk"]
+__all__ = ["Chunk", "ChunkJob", "init_worker", "write_chunk"]
 
 RENDER_SLICE = 20_000  # rows rendered at a time: bounds the memory of the text
 # What the answer key needs of TRACKING and CHECKOUT rows, kept for the whole run.
@@ -45,21 +44,31 @@ class Chunk:
     counts: np.ndarray  # events by type code
     tagged: np.ndarray  # rows of TRACKING and CHECKOUT events, for the answer key
     last_key: bytes
-    path: Path | None  # the chunk file, or None when it went straight into the output
 
 
-def write_chunk(
-    job: ChunkJob, sink: IO[bytes] | None = None, spooler: Spooler | None = None
-) -> Chunk:
-    """Sort one bucket across every shard and worker; cut; render it into `sink` (the output,
-    when this process writes it) or into a chunk file (a worker's, for the parent to append).
-    The writes go through `spooler` (the caller drains it before it reads `sink`), or through
-    one of the chunk's own, drained before returning."""
+# In a worker process of a parallel run: where its chunks go.
+_placement: Placement | None = None
+
+
+def init_worker(placement: Placement) -> None:
+    global _placement
+    _placement = placement
+
+
+def write_chunk(job: ChunkJob, sink: IO[bytes] | None = None) -> Chunk:
+    """Sort one bucket across every shard and worker; cut; render it. This process, alone,
+    streams the text into `sink`; a worker process holds its chunk's text until the chunk's
+    place in the output is known, then writes it there."""
     with no_cyclic_gc():
-        if spooler is not None:
-            return _write_chunk(*job, sink=sink, spooler=spooler)
-        with Spooler() as own:
-            return _write_chunk(*job, sink=sink, spooler=own)
+        if sink is not None:
+            return _write_chunk(*job, sink=sink)
+        if _placement is None:
+            raise RuntimeError("write_chunk: no sink, and not in a worker of a parallel run")
+        try:
+            return _write_chunk(*job, sink=None)
+        except BaseException:
+            _placement.fail(job[3])
+            raise
 
 
 def _write_chunk(
@@ -69,7 +78,6 @@ def _write_chunk(
     k: int,
     keep: int | None,
     sink: IO[bytes] | None,
-    spooler: Spooler,
 ) -> Chunk:
     parts, extras = [], []
     base = 0
@@ -87,24 +95,20 @@ def _write_chunk(
         order = order[:keep]
     kept = rows[order]
     del rows, order
-    renderer = renderer_for(profile, plan)
-    blob = b"".join(extras)
-    # Each chunk of a .gz file is a whole gzip member; members concatenate into one valid file.
-    packer = zlib.compressobj(6, zlib.DEFLATED, 31) if plan.gzip else None
-    path: Path | None = None
-    with contextlib.ExitStack() as stack:
-        if sink is None:
-            path = parts_dir(out) / "chunks" / f"c{k:05d}"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sink = stack.enter_context(open(path, "wb"))
-            # Drained before the file closes (exit order is the reverse of entry).
-            stack.callback(spooler.drain)
-        for lo in range(0, len(kept), RENDER_SLICE):
-            text = b"".join(render_rows(renderer, kept[lo : lo + RENDER_SLICE], blob))
-            # Compression, like the write, runs on the spooler's thread (zlib releases the GIL).
-            spooler.submit(_put, sink, packer, text)
-        if packer and len(kept):
-            spooler.submit(_put_end, sink, packer)
+    slices = _slices(renderer_for(profile, plan), kept, b"".join(extras))
+    # For .gz output each chunk is one whole gzip member: members concatenate into one file.
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31) if plan.gzip and len(kept) else None
+    if sink is not None:
+        for text in slices:
+            sink.write(packer.compress(text) if packer is not None else text)
+        if packer is not None:
+            sink.write(packer.flush())
+    else:
+        assert _placement is not None
+        held = [packer.compress(t) for t in slices] if packer is not None else list(slices)
+        if packer is not None:
+            held.append(packer.flush())
+        _placement.write(held, _placement.claim(k, sum(len(t) for t in held)))
     wanted = kept[(kept["type"] == EventType.TRACKING) | (kept["type"] == EventType.CHECKOUT)]
     # A compact copy: a multi-field view of the rows would keep their whole 176-byte width.
     tagged = np.empty(len(wanted), dtype=TAG_DTYPE)
@@ -121,36 +125,10 @@ def _write_chunk(
             if last is not None
             else b""
         ),
-        path=path,
     )
 
 
-def _put(sink: IO[bytes], packer: Any, text: bytes) -> None:
-    sink.write(packer.compress(text) if packer is not None else text)
-
-
-def _put_end(sink: IO[bytes], packer: Any) -> None:
-    sink.write(packer.flush())
-
-
-def append_chunk(dst: IO[bytes], path: Path) -> None:
-    """Append a chunk file to the open output (copied by the kernel where it can), then drop it."""
-    dst.flush()
-    start = os.lseek(dst.fileno(), 0, os.SEEK_CUR)
-    with open(path, "rb") as src:
-        size = os.fstat(src.fileno()).st_size
-        copied = 0
-        try:
-            while copied < size:
-                n = os.copy_file_range(src.fileno(), dst.fileno(), size - copied)
-                if n == 0:
-                    break
-                copied += n
-        except OSError:  # no in-kernel copy here: start this chunk again the plain way
-            copied = 0
-            os.ftruncate(dst.fileno(), start)
-            os.lseek(dst.fileno(), start, os.SEEK_SET)
-        if copied < size:
-            src.seek(copied)
-            shutil.copyfileobj(src, dst, 1 << 22)
-    os.unlink(path)
+def _slices(renderer: BlockRenderer, kept: np.ndarray, blob: bytes) -> Iterator[bytes]:
+    """The chunk's lines as text, a slice at a time."""
+    for lo in range(0, len(kept), RENDER_SLICE):
+        yield b"".join(render_rows(renderer, kept[lo : lo + RENDER_SLICE], blob))

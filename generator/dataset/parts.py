@@ -11,7 +11,6 @@ from typing import IO, Any
 import numpy as np
 
 from generator.dataset.plan import Plan, blocks_of, renderer_for, shard_dir, simulate, sort_key
-from generator.dataset.spooler import Spooler
 from generator.events.lines import block_rows, guest_lines
 from generator.events.render import BlockRenderer
 from generator.events.types import EventType
@@ -70,50 +69,43 @@ def _write_parts(
     handles: dict[int, tuple[IO[bytes], IO[bytes]]] = {}
     with open(base / "guests", "wb", buffering=1 << 20) as guests_out:
         try:
-            # The writes run on the spooler's thread, beside the next block's simulation;
-            # it is drained (its with closes) before the finally closes the files.
-            with Spooler() as spooler:
-                for block in blocks_of(world, shard, worker, workers):
-                    facts = simulate(world, block)
-                    rows, extras = block_rows(renderer, facts)
-                    bucket = plan.bucket_of(rows["created"])
-                    order = np.argsort(bucket, kind="stable")
-                    bounds = np.searchsorted(bucket[order], np.arange(plan.buckets + 1))
-                    for k in np.flatnonzero(np.diff(bounds)).tolist():
-                        part = rows[order[bounds[k] : bounds[k + 1]]]
-                        pair = handles.get(k)
-                        if pair is None:
-                            # Closed in the finally below: one pair per bucket stays open.
-                            pair = handles[k] = (
-                                # Modest buffers: a big run keeps many buckets open at once.
-                                open(base / f"b{k:05d}.rows", "ab", buffering=1 << 16),  # noqa: SIM115
-                                open(base / f"b{k:05d}.extra", "ab", buffering=1 << 12),  # noqa: SIM115
-                            )
-                        # CONFIRM carts move from the block's blob to the bucket's.
-                        carts = []
-                        for i in np.flatnonzero(part["extra_len"]).tolist():
-                            start = int(part["extra"][i])
-                            piece = extras[start : start + int(part["extra_len"][i])]
-                            part["extra"][i] = extra_size[k]
-                            carts.append(piece)
-                            extra_size[k] += len(piece)
-                        spooler.submit(_put_part, pair, part.tobytes(), b"".join(carts))
-                        counts[k] += len(part)
-                    spooler.submit(guests_out.write, _guest_records(renderer, facts))
-                    if on_block is not None:
-                        on_block(len(facts))
-                    elif _done_queue is not None:
-                        _done_queue.put(len(facts))
+            for block in blocks_of(world, shard, worker, workers):
+                facts = simulate(world, block)
+                rows, extras = block_rows(renderer, facts)
+                bucket = plan.bucket_of(rows["created"])
+                order = np.argsort(bucket, kind="stable")
+                bounds = np.searchsorted(bucket[order], np.arange(plan.buckets + 1))
+                for k in np.flatnonzero(np.diff(bounds)).tolist():
+                    part = rows[order[bounds[k] : bounds[k + 1]]]
+                    pair = handles.get(k)
+                    if pair is None:
+                        # Closed in the finally below: one pair per bucket stays open.
+                        pair = handles[k] = (
+                            # Modest buffers: a big run keeps many buckets open at once.
+                            open(base / f"b{k:05d}.rows", "ab", buffering=1 << 16),  # noqa: SIM115
+                            open(base / f"b{k:05d}.extra", "ab", buffering=1 << 12),  # noqa: SIM115
+                        )
+                    # CONFIRM carts move from the block's blob to the bucket's.
+                    carts = np.flatnonzero(part["extra_len"])
+                    if len(carts):
+                        starts = part["extra"][carts].tolist()
+                        sizes = part["extra_len"][carts].astype(np.int64)
+                        spans = zip(starts, sizes.tolist(), strict=True)
+                        pair[1].write(b"".join([extras[a : a + n] for a, n in spans]))
+                        part["extra"][carts] = extra_size[k] + np.cumsum(sizes) - sizes
+                        extra_size[k] += int(sizes.sum())
+                    pair[0].write(part.tobytes())
+                    counts[k] += len(part)
+                guests_out.write(_guest_records(renderer, facts))
+                if on_block is not None:
+                    on_block(len(facts))
+                elif _done_queue is not None:
+                    _done_queue.put(len(facts))
         finally:
             for rows_file, extra_file in handles.values():
                 rows_file.close()
                 extra_file.close()
     return counts
-
-
-def _put_part(pair: tuple[IO[bytes], IO[bytes]], rows: bytes, carts: bytes) -> None:
-    pair[0].write(rows)
-    pair[1].write(carts)
 
 
 def _guest_records(renderer: BlockRenderer, facts: BlockFacts) -> bytes:

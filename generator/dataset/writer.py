@@ -27,11 +27,12 @@ import orjson
 
 from generator.dataset.allocator import keep_freed_memory
 from generator.dataset.answer_key import AnswerTags
-from generator.dataset.chunks import TAG_DTYPE, Chunk, append_chunk, write_chunk
+from generator.dataset.chunks import TAG_DTYPE, Chunk, write_chunk
+from generator.dataset.chunks import init_worker as init_chunk_worker
 from generator.dataset.manifest import build_manifest
 from generator.dataset.parts import PartsJob, init_worker, write_parts
+from generator.dataset.placement import Placement
 from generator.dataset.plan import Plan, blocks_of, make_plan, parts_dir, renderer_for, shard_dir
-from generator.dataset.spooler import Spooler
 from generator.errors import CdpsimError
 from generator.events.types import EventType
 from generator.profile import Profile
@@ -169,23 +170,24 @@ def merge_parts(
     # Answer-key rows go to disk as they come, so memory does not grow with the events.
     tags_path = parts_dir(out) / "tags"
     renderer_for(profile, plan)  # built before any fork, as above
-    with open(partial, "wb") as dst, open(tags_path, "wb") as tags_out, Spooler() as spooler:
-        pool = (
-            ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("fork"))
-            if workers > 1 and len(jobs) > 1
-            else None
-        )
-        # Workers render into chunk files appended here; alone, this process renders straight
-        # in, its writes spooled on a thread (drained when the with closes, before dst is).
+    with open(partial, "wb") as dst, open(tags_path, "wb") as tags_out:
+        pool = None
+        if workers > 1 and len(jobs) > 1:
+            # Workers write their chunks into place in the output themselves.
+            ctx = mp.get_context("fork")
+            placement = Placement(ctx, partial, len(jobs))
+            pool = ProcessPoolExecutor(
+                min(workers, len(jobs)),
+                mp_context=ctx,
+                initializer=init_chunk_worker,
+                initargs=(placement,),
+            )
+        # Alone, this process renders straight in.
         chunks: Iterable[Chunk] = (
-            pool.map(write_chunk, jobs)
-            if pool
-            else (write_chunk(job, dst, spooler) for job in jobs)
+            pool.map(write_chunk, jobs) if pool else (write_chunk(job, dst) for job in jobs)
         )
         try:
             for chunk in chunks:
-                if chunk.path is not None:
-                    append_chunk(dst, chunk.path)
                 counts += chunk.counts
                 tags_out.write(chunk.tagged.tobytes())
                 cutoff = max(cutoff, chunk.last_key)
