@@ -20,7 +20,10 @@ from generator.profile import Profile
 
 __all__ = ["Chunk", "ChunkJob", "init_worker", "write_chunk"]
 
-RENDER_SLICE = 20_000  # rows rendered at a time: bounds the memory of the text
+# Rows rendered at a time. Small, so the same few megabytes of text and matrices are reused
+# slice after slice: first touching fresh memory (on a VM above all) costs more than the extra
+# calls (5,000 rather than 20,000: 0.97 s rather than 1.1 s, 112 MB rather than 145 MB peak).
+RENDER_SLICE = 5_000
 # What the answer key needs of TRACKING and CHECKOUT rows, kept for the whole run.
 TAG_DTYPE = np.dtype(
     [
