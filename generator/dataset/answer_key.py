@@ -2,19 +2,29 @@
 
 A guest converted for a flow when, after their first exposure to it, within the flow's attribution
 window, they completed an order (CHECKOUT, status PURCHASED) holding the flow's goal product. Times
-are the events' createdAt. The generator computes this from tags it keeps while sorting; the
-validator computes it again from the JSON events, and the two must agree.
+are the events' createdAt. The writer finds each guest's exposed pairs as it simulates them
+(`exposed_pairs`) and counts them against the dataset's cut (`count_pairs`); the validator
+computes the key again from the JSON events (`AnswerTags`, `outcomes`), and the two must agree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from generator.events.types import EventType
 
-__all__ = ["AnswerTags", "VariantOutcome", "outcomes"]
+__all__ = [
+    "NEVER",
+    "PAIR_DTYPE",
+    "AnswerTags",
+    "VariantOutcome",
+    "count_pairs",
+    "exposed_pairs",
+    "outcomes",
+]
 
 
 @dataclass(frozen=True)
@@ -28,22 +38,6 @@ class AnswerTags:
     o_guest: np.ndarray
     o_mask: np.ndarray
     o_ms: np.ndarray
-
-    @classmethod
-    def from_rows(cls, rows: np.ndarray) -> AnswerTags:
-        """From the writer's rows of TRACKING and CHECKOUT events."""
-        t = rows[rows["type"] == EventType.TRACKING]
-        o = rows[rows["type"] == EventType.CHECKOUT]
-        del rows
-        return cls(
-            t["guest"].astype(np.int64),
-            t["flow"].astype(np.int64),
-            t["variant"].astype(np.int64),
-            t["created"].astype(np.int64),
-            o["guest"].astype(np.int64),
-            o["goal"].astype(np.int64),
-            o["created"].astype(np.int64),
-        )
 
 
 @dataclass(frozen=True)
@@ -88,3 +82,92 @@ def outcomes(
             ]
         )
     return result
+
+
+# One exposed (guest, flow) pair: its first exposure's position (createdAt, ref) and variant, and
+# the position of the first order that converts it (NEVER when none does).
+PAIR_DTYPE = np.dtype(
+    [
+        ("first_ms", "<i8"),
+        ("first_hi", "<u8"),
+        ("first_lo", "<u8"),
+        ("conv_ms", "<i8"),
+        ("conv_hi", "<u8"),
+        ("conv_lo", "<u8"),
+        ("flow", "<i1"),
+        ("variant", "<i1"),
+    ]
+)
+NEVER = np.iinfo(np.int64).max
+
+
+def exposed_pairs(
+    guest: np.ndarray,
+    kind: np.ndarray,
+    created: np.ndarray,
+    ref_hi: np.ndarray,
+    ref_lo: np.ndarray,
+    flow: np.ndarray,
+    variant: np.ndarray,
+    goal: np.ndarray,
+    window_ms: np.ndarray,
+) -> np.ndarray:
+    """Every exposed pair of a set of guests, from all their events (fields by event, in
+    (createdAt, ref) order). A guest's events all come from one block, so the writer takes
+    them block by block; then, whatever cut the dataset gets, a pair is exposed in it when its
+    first exposure is kept, and converted when its converting order is."""
+    flows = len(window_ms)
+    t = np.flatnonzero(kind == EventType.TRACKING)
+    # A pair's first row: np.unique gives first indexes, and rows come in (createdAt, ref) order.
+    pair, first = np.unique(guest[t].astype(np.int64) * flows + flow[t], return_index=True)
+    at = t[first]
+    out = np.empty(len(pair), dtype=PAIR_DTYPE)
+    out["first_ms"], out["first_hi"], out["first_lo"] = created[at], ref_hi[at], ref_lo[at]
+    out["flow"], out["variant"] = flow[at], variant[at]
+    out["conv_ms"], out["conv_hi"], out["conv_lo"] = NEVER, 0, 0
+    orders = np.flatnonzero((kind == EventType.CHECKOUT) & (goal != 0))
+    for f in range(flows):
+        of = orders[(goal[orders] >> f) & 1 == 1]
+        keys = guest[of].astype(np.int64) * flows + f
+        pos = np.searchsorted(pair, keys)
+        found = pos < len(pair)
+        found[found] = pair[pos[found]] == keys[found]
+        of, pos = of[found], pos[found]
+        delta = created[of] - out["first_ms"][pos]
+        inside = (delta >= 0) & (delta <= window_ms[f])
+        of, pos = of[inside], pos[inside]
+        # The pair's first such order (orders too come in (createdAt, ref) order).
+        pos, first = np.unique(pos, return_index=True)
+        at = of[first]
+        out["conv_ms"][pos], out["conv_hi"][pos], out["conv_lo"][pos] = (
+            created[at],
+            ref_hi[at],
+            ref_lo[at],
+        )
+    return out
+
+
+def count_pairs(
+    batches: Iterable[np.ndarray], last: tuple[int, int, int], variants_per_flow: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exposed and converted guests by [flow, variant], over batches of PAIR_DTYPE records, in a
+    dataset whose last event sits at `last` (createdAt, ref hi, ref lo)."""
+    shape = (len(variants_per_flow), max(variants_per_flow, default=1))
+    exposed = np.zeros(shape, dtype=np.int64)
+    converted = np.zeros(shape, dtype=np.int64)
+    for batch in batches:
+        for total, prefix in ((exposed, "first"), (converted, "conv")):
+            kept = _at_or_before(
+                batch[f"{prefix}_ms"], batch[f"{prefix}_hi"], batch[f"{prefix}_lo"], last
+            )
+            np.add.at(total, (batch["flow"][kept], batch["variant"][kept]), 1)
+    return exposed, converted
+
+
+def _at_or_before(
+    ms: np.ndarray, hi: np.ndarray, lo: np.ndarray, last: tuple[int, int, int]
+) -> np.ndarray:
+    """Positions (ms, hi, lo) that sort at or before `last`."""
+    l_ms, l_hi, l_lo = last
+    l_hi_u, l_lo_u = np.uint64(l_hi), np.uint64(l_lo)
+    return (ms < l_ms) | ((ms == l_ms) & ((hi < l_hi_u) | ((hi == l_hi_u) & (lo <= l_lo_u))))

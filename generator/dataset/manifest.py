@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from generator import __version__
-from generator.dataset.answer_key import AnswerTags, outcomes
+from generator.dataset.answer_key import VariantOutcome
 from generator.events.stored import iso_ms
 from generator.events.types import EventType
 from generator.profile import Profile
@@ -21,7 +21,7 @@ def build_manifest(
     plan_days: float,
     guests_simulated: int,
     counts: dict[str, int],
-    tags: AnswerTags,
+    results: list[list[VariantOutcome]],
     guests: int,
     customers: int,
     last_event_key: bytes,
@@ -30,11 +30,6 @@ def build_manifest(
 ) -> dict[str, Any]:
     start = profile.start
     end = start + dt.timedelta(days=plan_days)
-    results = outcomes(
-        tags,
-        [len(f.variants) for f in profile.flows],
-        [f.attribution_hours * 3_600_000 for f in profile.flows],
-    )
     flows: dict[str, Any] = {}
     for f, flow in enumerate(profile.flows):
         flows[flow.friendly_id] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,11 +11,13 @@ from typing import IO, Any
 
 import numpy as np
 
+from generator.dataset.answer_key import exposed_pairs
 from generator.dataset.plan import Plan, blocks_of, renderer_for, shard_dir, simulate, sort_key
 from generator.events.lines import block_rows, guest_lines
 from generator.events.render import BlockRenderer
 from generator.events.types import EventType
 from generator.model.block import BlockFacts
+from generator.model.world import World
 from generator.profile import Profile
 
 __all__ = ["PartsJob", "no_cyclic_gc", "write_parts"]
@@ -67,45 +70,61 @@ def _write_parts(
     counts = [0] * plan.buckets
     extra_size = [0] * plan.buckets
     handles: dict[int, tuple[IO[bytes], IO[bytes]]] = {}
-    with open(base / "guests", "wb", buffering=1 << 20) as guests_out:
-        try:
-            for block in blocks_of(world, shard, worker, workers):
-                facts = simulate(world, block)
-                rows, extras = block_rows(renderer, facts)
-                bucket = plan.bucket_of(rows["created"])
-                order = np.argsort(bucket, kind="stable")
-                bounds = np.searchsorted(bucket[order], np.arange(plan.buckets + 1))
-                for k in np.flatnonzero(np.diff(bounds)).tolist():
-                    part = rows[order[bounds[k] : bounds[k + 1]]]
-                    pair = handles.get(k)
-                    if pair is None:
-                        # Closed in the finally below: one pair per bucket stays open.
-                        pair = handles[k] = (
-                            # Modest buffers: a big run keeps many buckets open at once.
-                            open(base / f"b{k:05d}.rows", "ab", buffering=1 << 16),  # noqa: SIM115
-                            open(base / f"b{k:05d}.extra", "ab", buffering=1 << 12),  # noqa: SIM115
-                        )
-                    # CONFIRM carts move from the block's blob to the bucket's.
-                    carts = np.flatnonzero(part["extra_len"])
-                    if len(carts):
-                        starts = part["extra"][carts].tolist()
-                        sizes = part["extra_len"][carts].astype(np.int64)
-                        spans = zip(starts, sizes.tolist(), strict=True)
-                        pair[1].write(b"".join([extras[a : a + n] for a, n in spans]))
-                        part["extra"][carts] = extra_size[k] + np.cumsum(sizes) - sizes
-                        extra_size[k] += int(sizes.sum())
-                    pair[0].write(part.tobytes())
-                    counts[k] += len(part)
-                guests_out.write(_guest_records(renderer, facts))
-                if on_block is not None:
-                    on_block(len(facts))
-                elif _done_queue is not None:
-                    _done_queue.put(len(facts))
-        finally:
-            for rows_file, extra_file in handles.values():
-                rows_file.close()
-                extra_file.close()
+
+    def open_part(name: str, buffering: int) -> IO[bytes]:
+        return files.enter_context(open(base / name, "wb", buffering=buffering))
+
+    # Every file opened here is closed when the stack unwinds (one pair per bucket stays open).
+    with contextlib.ExitStack() as files:
+        guests_out = open_part("guests", 1 << 20)
+        pairs_out = open_part("pairs", 1 << 20)
+        for block in blocks_of(world, shard, worker, workers):
+            facts = simulate(world, block)
+            rows, extras = block_rows(renderer, facts)
+            bucket = plan.bucket_of(rows["created"])
+            order = np.argsort(bucket, kind="stable")
+            bounds = np.searchsorted(bucket[order], np.arange(plan.buckets + 1))
+            for k in np.flatnonzero(np.diff(bounds)).tolist():
+                part = rows[order[bounds[k] : bounds[k + 1]]]
+                pair = handles.get(k)
+                if pair is None:
+                    # Modest buffers: a big run keeps many buckets open at once.
+                    rows_file = open_part(f"b{k:05d}.rows", 1 << 16)
+                    pair = handles[k] = (rows_file, open_part(f"b{k:05d}.extra", 1 << 12))
+                # CONFIRM carts move from the block's blob to the bucket's.
+                carts = np.flatnonzero(part["extra_len"])
+                if len(carts):
+                    starts = part["extra"][carts].tolist()
+                    sizes = part["extra_len"][carts].astype(np.int64)
+                    spans = zip(starts, sizes.tolist(), strict=True)
+                    pair[1].write(b"".join([extras[a : a + n] for a, n in spans]))
+                    part["extra"][carts] = extra_size[k] + np.cumsum(sizes) - sizes
+                    extra_size[k] += int(sizes.sum())
+                pair[0].write(part.tobytes())
+                counts[k] += len(part)
+            guests_out.write(_guest_records(renderer, facts))
+            pairs_out.write(_exposed_pairs(world, facts).tobytes())
+            if on_block is not None:
+                on_block(len(facts))
+            elif _done_queue is not None:
+                _done_queue.put(len(facts))
     return counts
+
+
+def _exposed_pairs(world: World, facts: BlockFacts) -> np.ndarray:
+    """The block's exposed (guest, flow) pairs, for the answer key."""
+    guest = facts.browser_guest[facts.session_browser[facts.session]] + facts.first_guest
+    return exposed_pairs(
+        guest,
+        facts.type,
+        facts.created_ms,
+        facts.ref_hi,
+        facts.ref_lo,
+        facts.flow,
+        facts.variant,
+        facts.goal_mask,
+        world.attribution_ms,
+    )
 
 
 def _guest_records(renderer: BlockRenderer, facts: BlockFacts) -> bytes:

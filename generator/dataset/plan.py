@@ -24,6 +24,7 @@ __all__ = [
     "shard_dir",
     "simulate",
     "sort_key",
+    "sort_position",
 ]
 
 BUCKET_TARGET = 80_000  # events a time bucket should hold: bounds the memory of sorting one
@@ -129,6 +130,11 @@ def blocks_of(world: World, shard: tuple[int, int], worker: int, workers: int) -
 def sort_key(created: int, hi: int, lo: int) -> bytes:
     """An event's (createdAt, ref) position as bytes that compare the same way."""
     return b"%015d%020d%020d" % (created, hi, lo)
+
+
+def sort_position(key: bytes) -> tuple[int, int, int]:
+    """A `sort_key` back to (createdAt, ref hi, ref lo)."""
+    return int(key[:15]), int(key[15:35]), int(key[35:55])
 
 
 _renderers: dict[tuple[str, int, float, int], BlockRenderer] = {}

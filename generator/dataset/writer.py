@@ -4,10 +4,13 @@ Three phases, so memory stays flat however many events there are, and the bytes 
 how the work is split:
 
 A. parts (`parts.py`): each shard (or worker) simulates its blocks and files every event's row
-   under the time bucket of its createdAt, in `DIR/.parts/shard-I-of-N/`; guests beside them.
+   under the time bucket of its createdAt, in `DIR/.parts/shard-I-of-N/`; beside them its
+   guests, and its guests' exposed (guest, flow) pairs for the answer key.
 B. chunks (`chunks.py`): each bucket's rows from every shard are sorted by (createdAt, ref), cut
-   to the requested event count, and rendered as JSON lines into one chunk.
-C. join (here): chunks are concatenated into `events.jsonl[.gz]`; guests and the manifest follow.
+   to the requested event count, and rendered as JSON lines in order into `events.jsonl[.gz]`
+   (by this process, or by workers writing each chunk into its place).
+C. finish (here): guests and the answer key are counted against the last event written, and the
+   manifest follows.
 """
 
 from __future__ import annotations
@@ -26,13 +29,21 @@ import numpy as np
 import orjson
 
 from generator.dataset.allocator import keep_freed_memory
-from generator.dataset.answer_key import AnswerTags
-from generator.dataset.chunks import TAG_DTYPE, Chunk, write_chunk
+from generator.dataset.answer_key import PAIR_DTYPE, VariantOutcome, count_pairs
+from generator.dataset.chunks import Chunk, write_chunk
 from generator.dataset.chunks import init_worker as init_chunk_worker
 from generator.dataset.manifest import build_manifest
 from generator.dataset.parts import PartsJob, init_worker, write_parts
 from generator.dataset.placement import Placement
-from generator.dataset.plan import Plan, blocks_of, make_plan, parts_dir, renderer_for, shard_dir
+from generator.dataset.plan import (
+    Plan,
+    blocks_of,
+    make_plan,
+    parts_dir,
+    renderer_for,
+    shard_dir,
+    sort_position,
+)
 from generator.errors import CdpsimError
 from generator.events.types import EventType
 from generator.profile import Profile
@@ -167,10 +178,10 @@ def merge_parts(
     counts = np.zeros(len(EventType), dtype=np.int64)
     total = sum(bucket_counts[k] if n is None else n for k, n in enumerate(keep))
     cutoff = b""
-    # Answer-key rows go to disk as they come, so memory does not grow with the events.
-    tags_path = parts_dir(out) / "tags"
+    variants = [len(f.variants) for f in profile.flows]
+    exposures = np.zeros((len(variants), max(variants, default=1)), dtype=np.int64)
     renderer_for(profile, plan)  # built before any fork, as above
-    with open(partial, "wb") as dst, open(tags_path, "wb") as tags_out:
+    with open(partial, "wb") as dst:
         pool = None
         if workers > 1 and len(jobs) > 1:
             # Workers write their chunks into place in the output themselves.
@@ -189,14 +200,13 @@ def merge_parts(
         try:
             for chunk in chunks:
                 counts += chunk.counts
-                tags_out.write(chunk.tagged.tobytes())
+                exposures += chunk.exposures
                 cutoff = max(cutoff, chunk.last_key)
                 if progress:
                     progress("write", int(counts.sum()), total)
         finally:
             if pool is not None:
                 pool.shutdown()
-    tags = AnswerTags.from_rows(np.fromfile(tags_path, dtype=TAG_DTYPE))
     by_type = {t.name: int(counts[t]) for t in EventType}
     guests_written, customers = _join_guests(out, cutoff)
     manifest = build_manifest(
@@ -205,7 +215,7 @@ def merge_parts(
         plan_days=plan.days,
         guests_simulated=plan.guests,
         counts=by_type,
-        tags=tags,
+        results=_answer_key(out, variants, exposures, cutoff),
         guests=guests_written,
         customers=customers,
         last_event_key=cutoff,
@@ -225,6 +235,32 @@ def merge_parts(
         counts=by_type,
         warnings=warnings,
     )
+
+
+def _answer_key(
+    out: Path, variants: list[int], exposures: np.ndarray, cutoff: bytes
+) -> list[list[VariantOutcome]]:
+    """The answer key of the written dataset: every shard's exposed pairs, streamed a batch at a
+    time and counted against the dataset's last event."""
+    exposed = converted = np.zeros_like(exposures)
+    if cutoff:  # else no event was written: nobody was exposed
+        last = sort_position(cutoff)
+        paths = sorted(parts_dir(out).glob("shard-*/w*/pairs"))
+        exposed, converted = count_pairs(_batches(paths, PAIR_DTYPE), last, variants)
+    return [
+        [
+            VariantOutcome(int(exposures[f, i]), int(exposed[f, i]), int(converted[f, i]))
+            for i in range(n)
+        ]
+        for f, n in enumerate(variants)
+    ]
+
+
+def _batches(paths: list[Path], dtype: np.dtype, size: int = 1 << 16) -> Iterator[np.ndarray]:
+    for path in paths:
+        with open(path, "rb") as fh:
+            while len(batch := np.fromfile(fh, dtype=dtype, count=size)):
+                yield batch
 
 
 def _cut(plan: Plan, bucket_counts: list[int]) -> tuple[list[int | None], list[str]]:
