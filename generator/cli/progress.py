@@ -4,28 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["progress_bar"]
-
-
-class _Rate(ProgressColumn):
-    """Events per second, over rich's recent window."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:>10,.0f} events/s" if speed else " " * 19, style="cyan")
 
 
 @contextmanager
@@ -34,6 +18,25 @@ def progress_bar(console: Console) -> Iterator[Callable[[str, int, int], None]]:
     if not console.is_terminal:
         yield lambda phase, done, total: None
         return
+    # Imported only when a bar is drawn: a run into a pipe or a file never needs them.
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class _Rate(ProgressColumn):
+        """Events per second, over rich's recent window."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:>10,.0f} events/s" if speed else " " * 19, style="cyan")
+
     with Progress(
         TextColumn("{task.description:>9}"),
         BarColumn(),
