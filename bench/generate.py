@@ -52,6 +52,11 @@ def digest(d: Path) -> str:
     return h.hexdigest()
 
 
+def _spread(runs: list[Run]) -> str:
+    seconds = sorted(r.seconds for r in runs)
+    return f"{statistics.median(seconds):.2f} s (runs {seconds[0]:.2f}-{seconds[-1]:.2f})"
+
+
 def events_in(d: Path) -> int:
     return int(orjson.loads((d / "manifest.json").read_bytes())["events"])
 
@@ -61,7 +66,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=5_000_000, help="events for the RSS check")
     parser.add_argument("--small", type=int, default=1_000_000)
     parser.add_argument("--baseline-events", type=int, default=300_000)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each side, median")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each side, median")
     args = parser.parse_args()
     profile = str(ROOT / "profiles/retail-ireland.yaml")
     work = Path(tempfile.mkdtemp(prefix="cdpsim-bench-"))
@@ -119,6 +124,10 @@ def main() -> None:
         print(
             f"cdpsim generate (default) {ours_rate:>12,.0f} events/s   "
             f"{result['generate_vs_baseline']}x baseline (target >= 5x)"
+        )
+        print(
+            f"  medians of {args.repeats} runs each: {_spread(our_runs)} ({default_events:,} "
+            f"events) vs {_spread(base_runs)} ({args.baseline_events:,} events)"
         )
         print(
             f"--events {args.small:,}: 1 worker {result['one_worker_events_per_s']:,}/s "
