@@ -31,8 +31,6 @@ ChunkJob = tuple[Profile, Plan, Path, int, int | None]
 
 @dataclass
 class Chunk:
-    index: int
-    lines: int
     counts: np.ndarray  # events by type code
     exposures: np.ndarray  # TRACKING events by [flow, variant], for the answer key
     last_key: bytes
@@ -107,8 +105,6 @@ def _write_chunk(
     np.add.at(exposures, (tracking["flow"], tracking["variant"]), 1)
     last = kept[-1] if len(kept) else None
     return Chunk(
-        index=k,
-        lines=len(kept),
         counts=np.bincount(kept["type"], minlength=len(EventType)),
         exposures=exposures,
         last_key=(
