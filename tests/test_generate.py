@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -158,3 +159,41 @@ def test_cli_unwritable_out_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1, proc.stderr
     assert "Not a directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_shards_made_apart_join_with_cdpsim_merge(tmp_path: Path, multi_dataset: Path) -> None:
+    """Shards written on different machines (here: directories), copied together, then joined
+    by `cdpsim merge` with worker processes: the one-process bytes."""
+    cmd = [sys.executable, "-m", "generator.cli"]
+    together = tmp_path / "together"
+    for i in (1, 2):
+        alone = tmp_path / f"machine-{i}"
+        size = ["--events", "40000", "--shard", f"{i}/2", "--workers", "2"]
+        gen = subprocess.run(
+            [*cmd, "generate", "multi-region", "--out", str(alone), *size],
+            capture_output=True,
+            text=True,
+        )
+        assert gen.returncode == 0, gen.stderr
+        shutil.copytree(alone / ".parts", together / ".parts", dirs_exist_ok=True)
+    assert not (together / "events.jsonl").exists()
+    merge = subprocess.run(
+        [*cmd, "merge", str(together), "--profile", "multi-region", "--workers", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert merge.returncode == 0, merge.stderr
+    merged, one = _bytes(together), _bytes(multi_dataset)
+    for name in ("events.jsonl", "guests.jsonl"):
+        assert merged[name] == one[name]
+    # The manifests differ only in where the profile was read from (bundled copy or path).
+    manifests = [orjson.loads(m["manifest.json"]) for m in (merged, one)]
+    for m in manifests:
+        m["profile"].pop("source")
+    assert manifests[0] == manifests[1]
+    nothing = subprocess.run(
+        [*cmd, "merge", str(tmp_path / "empty"), "--profile", "multi-region"],
+        capture_output=True,
+        text=True,
+    )
+    assert nothing.returncode == 2 and "no generated parts" in nothing.stderr

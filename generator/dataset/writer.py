@@ -15,6 +15,7 @@ C. finish (here): guests and the answer key are counted against the last event w
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import multiprocessing as mp
 import os
@@ -24,6 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
+from typing import Any
 
 import numpy as np
 import orjson
@@ -33,7 +35,8 @@ from generator.dataset.answer_key import PAIR_DTYPE, VariantOutcome, count_pairs
 from generator.dataset.chunks import Chunk, write_chunk
 from generator.dataset.chunks import init_worker as init_chunk_worker
 from generator.dataset.manifest import build_manifest
-from generator.dataset.parts import PartsJob, init_worker, write_parts
+from generator.dataset.parts import PartsJob, write_parts
+from generator.dataset.parts import init_worker as init_parts_worker
 from generator.dataset.placement import Placement
 from generator.dataset.plan import (
     Plan,
@@ -103,25 +106,69 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
     blocks = len(blocks_of(world, req.shard, 0, 1))
     workers = max(1, min(req.workers, blocks))
     jobs: list[PartsJob] = [(req.profile, plan, out, req.shard, w, workers) for w in range(workers)]
-    counts = _run_parts(jobs, blocks, plan.expected // req.shard[1], progress)
-    bucket_counts = [sum(c[k] for c in counts) for k in range(plan.buckets)]
-    (mine / "counts.json").write_bytes(
-        orjson.dumps({"plan": plan.to_json(), "buckets": bucket_counts})
-    )
-    (mine / "done").write_text("ok\n")
-    n = req.shard[1]
-    missing = [str(i) for i in range(1, n + 1) if not (shard_dir(out, (i, n)) / "done").exists()]
-    if missing:
-        return GenerateResult(
-            out,
-            complete=False,
-            warnings=[f"waiting for shard(s) {', '.join(missing)} of {n}; the last one merges"],
+    with contextlib.ExitStack() as stack:
+        # One set of worker processes for both phases: forked once, and warm for the second.
+        pool = (
+            stack.enter_context(_Pool(workers, _partial(out, plan), plan.buckets))
+            if workers > 1
+            else None
         )
-    return merge_parts(req.profile, out, workers=req.workers, progress=progress)
+        counts = _run_parts(jobs, blocks, plan.expected // req.shard[1], progress, pool)
+        bucket_counts = [sum(c[k] for c in counts) for k in range(plan.buckets)]
+        (mine / "counts.json").write_bytes(
+            orjson.dumps({"plan": plan.to_json(), "buckets": bucket_counts})
+        )
+        (mine / "done").write_text("ok\n")
+        n = req.shard[1]
+        missing = [
+            str(i) for i in range(1, n + 1) if not (shard_dir(out, (i, n)) / "done").exists()
+        ]
+        if missing:
+            return GenerateResult(
+                out,
+                complete=False,
+                warnings=[f"waiting for shard(s) {', '.join(missing)} of {n}; the last one merges"],
+            )
+        return merge_parts(req.profile, out, workers=req.workers, progress=progress, pool=pool)
+
+
+def _partial(out: Path, plan: Plan) -> Path:
+    """Where the events file is written until it is complete."""
+    return out / ("events.jsonl.gz.partial" if plan.gzip else "events.jsonl.partial")
+
+
+class _Pool:
+    """Worker processes with what both phases hand them: the queue that reports finished blocks
+    (phase A) and the shared sizes that place chunks in the output (phase B)."""
+
+    def __init__(self, workers: int, partial: Path, chunks: int) -> None:
+        ctx = mp.get_context("fork")
+        self.queue: Any = ctx.Queue()
+        self.executor = ProcessPoolExecutor(
+            workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(self.queue, Placement(ctx, partial, chunks)),
+        )
+
+    def __enter__(self) -> _Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.executor.shutdown()
+
+
+def _init_worker(queue: Any, placement: Placement) -> None:
+    init_parts_worker(queue)
+    init_chunk_worker(placement)
 
 
 def _run_parts(
-    jobs: list[PartsJob], blocks: int, expected: int, progress: Progress | None
+    jobs: list[PartsJob],
+    blocks: int,
+    expected: int,
+    progress: Progress | None,
+    pool: _Pool | None,
 ) -> list[list[int]]:
     """Phase A, in this process or in one worker process per job."""
     finished = events = 0
@@ -133,27 +180,26 @@ def _run_parts(
         if progress:
             progress("simulate", events, max(expected, events))
 
-    if len(jobs) == 1:
-        return [write_parts(jobs[0], on_block=one_more)]
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    with ProcessPoolExecutor(
-        len(jobs), mp_context=ctx, initializer=init_worker, initargs=(queue,)
-    ) as pool:
-        futures: list[Future[list[int]]] = [pool.submit(write_parts, job) for job in jobs]
-        while finished < blocks:
-            try:
-                n = queue.get(timeout=0.5)
-            except Empty:
-                if any(f.done() and f.exception() for f in futures):
-                    break  # a worker failed: f.result() below raises its exception
-                continue
-            one_more(n)
-        return [f.result() for f in futures]
+    if pool is None:
+        return [write_parts(job, on_block=one_more) for job in jobs]
+    futures: list[Future[list[int]]] = [pool.executor.submit(write_parts, job) for job in jobs]
+    while finished < blocks:
+        try:
+            n = pool.queue.get(timeout=0.5)
+        except Empty:
+            if any(f.done() and f.exception() for f in futures):
+                break  # a worker failed: f.result() below raises its exception
+            continue
+        one_more(n)
+    return [f.result() for f in futures]
 
 
 def merge_parts(
-    profile: Profile, out: Path, workers: int = 1, progress: Progress | None = None
+    profile: Profile,
+    out: Path,
+    workers: int = 1,
+    progress: Progress | None = None,
+    pool: _Pool | None = None,
 ) -> GenerateResult:
     """Phases B and C: from every shard's parts to the finished dataset in `out`."""
     keep_freed_memory()
@@ -173,40 +219,31 @@ def merge_parts(
     bucket_counts = [sum(m["buckets"][k] for m in metas) for k in range(plan.buckets)]
     keep, warnings = _cut(plan, bucket_counts)
     jobs = [(profile, plan, out, k, keep[k]) for k in range(len(keep))]
-    name = "events.jsonl.gz" if plan.gzip else "events.jsonl"
-    partial = out / (name + ".partial")
+    partial = _partial(out, plan)
+    name = partial.name.removesuffix(".partial")
     counts = np.zeros(len(EventType), dtype=np.int64)
     total = sum(bucket_counts[k] if n is None else n for k, n in enumerate(keep))
     cutoff = b""
     variants = [len(f.variants) for f in profile.flows]
     exposures = np.zeros((len(variants), max(variants, default=1)), dtype=np.int64)
     renderer_for(profile, plan)  # built before any fork, as above
-    with open(partial, "wb") as dst:
-        pool = None
-        if workers > 1 and len(jobs) > 1:
-            # Workers write their chunks into place in the output themselves.
-            ctx = mp.get_context("fork")
-            placement = Placement(ctx, partial, len(jobs))
-            pool = ProcessPoolExecutor(
-                min(workers, len(jobs)),
-                mp_context=ctx,
-                initializer=init_chunk_worker,
-                initargs=(placement,),
-            )
-        # Alone, this process renders straight in.
+    with contextlib.ExitStack() as stack:
+        dst = stack.enter_context(open(partial, "wb"))
+        if pool is None and workers > 1 and len(jobs) > 1:
+            pool = stack.enter_context(_Pool(min(workers, len(jobs)), partial, len(jobs)))
+        # Workers write their chunks into place in the output; alone, this process renders
+        # straight in.
         chunks: Iterable[Chunk] = (
-            pool.map(write_chunk, jobs) if pool else (write_chunk(job, dst) for job in jobs)
+            pool.executor.map(write_chunk, jobs)
+            if pool is not None and len(jobs) > 1
+            else (write_chunk(job, dst) for job in jobs)
         )
-        try:
-            for chunk in chunks:
-                counts += chunk.counts
-                exposures += chunk.exposures
-                cutoff = max(cutoff, chunk.last_key)
-                if progress:
-                    progress("write", int(counts.sum()), total)
-        finally:
-            if pool is not None:
-                pool.shutdown()
+        for chunk in chunks:
+            counts += chunk.counts
+            exposures += chunk.exposures
+            cutoff = max(cutoff, chunk.last_key)
+            if progress:
+                progress("write", int(counts.sum()), total)
     by_type = {t.name: int(counts[t]) for t in EventType}
     guests_written, customers = _join_guests(out, cutoff)
     manifest = build_manifest(
