@@ -429,6 +429,10 @@ def parse_profile(data: Any, source: str = "<profile>", sha256: str = "") -> Pro
     return profile
 
 
+# libyaml's safe loader where PyYAML was built with it (several times faster), else PyYAML's.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_profile(path: str | Path) -> Profile:
     """Read and validate a YAML profile file."""
     p = Path(path)
@@ -439,7 +443,7 @@ def load_profile(path: str | Path) -> Profile:
     except OSError as exc:
         raise ProfileError(str(path), [f"cannot read: {exc.strerror}"]) from None
     try:
-        data = yaml.safe_load(raw)
+        data = yaml.load(raw, Loader=_SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
