@@ -8,15 +8,6 @@ from pathlib import Path
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from generator.errors import CdpsimError
 
@@ -82,6 +73,16 @@ def register(app: typer.Typer) -> None:
             timeout=timeout,
             retry=RetryPolicy(max_retries=max_retries),
         )
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         err = Console(stderr=True)
         bar = Progress(
             TextColumn("replay"),

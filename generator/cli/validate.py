@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 __all__ = ["register"]
 
@@ -24,6 +23,8 @@ def register(app: typer.Typer) -> None:
         if report.ok:
             console.print(f"[green]valid[/]: {report.events:,} events, every invariant holds")
             return
+        from rich.table import Table
+
         table = Table(title=f"{directory}: {sum(report.problems.values()):,} problems")
         table.add_column("check")
         table.add_column("count", justify="right")
