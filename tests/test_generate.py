@@ -5,12 +5,15 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import orjson
+import psutil
 import pytest
 from conftest import make_dataset
 
@@ -197,3 +200,30 @@ def test_shards_made_apart_join_with_cdpsim_merge(tmp_path: Path, multi_dataset:
         text=True,
     )
     assert nothing.returncode == 2 and "no generated parts" in nothing.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_generate_cleanly_and_a_rerun_completes(tmp_path: Path, workers: str) -> None:
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "generator.cli", "generate", "retail-ireland", "--out", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--events", "3000000", "--workers", workers],
+        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (out / ".parts").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    family = psutil.Process(proc.pid).children(recursive=True)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive  # no worker left behind
+    rerun = subprocess.run([*cmd, "--events", "2000"], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert orjson.loads((out / "manifest.json").read_bytes())["events"] == 2000

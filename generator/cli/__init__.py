@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         # Without standalone mode click hands back the code of a typer.Exit instead of exiting.
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int):
+            if code == 130:  # typer's answer to Ctrl-C (no command returns 130 itself)
+                err.print("interrupted")
             return code
     except ProfileError as exc:
         err.print("[bold red]profile error[/]", highlight=False)
