@@ -20,6 +20,7 @@ import heapq
 import multiprocessing as mp
 import os
 import shutil
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -154,11 +155,21 @@ class _Pool:
     def __enter__(self) -> _Pool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is not None:
+            # Interrupted (Ctrl-C) or failed: the workers' tasks are abandoned, not awaited
+            # (a phase A task is a worker's whole share of the run).
+            for process in list(self.executor._processes.values()):
+                process.terminate()
+            self.executor.shutdown(cancel_futures=True)
+            return
         self.executor.shutdown()
 
 
 def _init_worker(queue: Any, placement: Placement) -> None:
+    # Ctrl-C is the parent's to handle (it ends the workers): interrupted mid-way through a
+    # queue or lock of multiprocessing, a worker could hang its own exit.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     init_parts_worker(queue)
     init_chunk_worker(placement)
 
