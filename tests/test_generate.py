@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psutil
@@ -227,3 +228,30 @@ def test_ctrl_c_stops_generate_cleanly_and_a_rerun_completes(tmp_path: Path, wor
     rerun = subprocess.run([*cmd, "--events", "2000"], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert orjson.loads((out / "manifest.json").read_bytes())["events"] == 2000
+
+
+@pytest.mark.timeout(120)
+def test_a_failing_worker_stops_the_run_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first chunk fails in one worker while the next, rendered by the other, waits for the
+    first one's size to know its place: the run fails with the first chunk's error, and nothing
+    is left waiting (the timeout would catch a hang)."""
+    import generator.dataset.chunks as chunks
+    from generator.dataset.plan import make_plan
+
+    profile = load_profile(Path(__file__).resolve().parents[1] / "profiles/multi-region.yaml")
+    plan = make_plan(profile, seed=None, days=None, guests=None, events=300_000, gzip=False)
+    assert plan.buckets >= 3
+    first_bucket_end = plan.edges[1]
+    sort_rows = chunks.sort_rows
+
+    def sort_or_break(rows: Any) -> Any:
+        if len(rows) and int(rows["created"].min()) < first_bucket_end:
+            time.sleep(0.5)  # long enough for the second chunk to be waiting on this one
+            raise ValueError("the first chunk broke")
+        return sort_rows(rows)
+
+    monkeypatch.setattr(chunks, "sort_rows", sort_or_break)  # the forked workers inherit it
+    with pytest.raises(ValueError, match="the first chunk broke"):
+        make_dataset(tmp_path / "broken", profile, events=300_000, workers=2)
