@@ -86,21 +86,21 @@ def _write_parts(
             bounds = np.searchsorted(bucket[order], np.arange(plan.buckets + 1))
             for k in np.flatnonzero(np.diff(bounds)).tolist():
                 part = rows[order[bounds[k] : bounds[k + 1]]]
-                pair = handles.get(k)
-                if pair is None:
+                bucket_files = handles.get(k)
+                if bucket_files is None:
                     # Modest buffers: a big run keeps many buckets open at once.
                     rows_file = open_part(f"b{k:05d}.rows", 1 << 16)
-                    pair = handles[k] = (rows_file, open_part(f"b{k:05d}.extra", 1 << 12))
+                    bucket_files = handles[k] = (rows_file, open_part(f"b{k:05d}.extra", 1 << 12))
                 # CONFIRM carts move from the block's blob to the bucket's.
                 carts = np.flatnonzero(part["extra_len"])
                 if len(carts):
                     starts = part["extra"][carts].tolist()
                     sizes = part["extra_len"][carts].astype(np.int64)
                     spans = zip(starts, sizes.tolist(), strict=True)
-                    pair[1].write(b"".join([extras[a : a + n] for a, n in spans]))
+                    bucket_files[1].write(b"".join([extras[a : a + n] for a, n in spans]))
                     part["extra"][carts] = extra_size[k] + np.cumsum(sizes) - sizes
                     extra_size[k] += int(sizes.sum())
-                pair[0].write(part.tobytes())
+                bucket_files[0].write(part.tobytes())
                 counts[k] += len(part)
             guests_out.write(_guest_records(renderer, facts))
             pairs_out.write(_exposed_pairs(world, facts).tobytes())
