@@ -1,10 +1,12 @@
 """One block of guests simulated at once: browsers, sessions, journeys, flow runs and purchases.
 
-Everything is numpy arrays over the whole block (no per-event Python), built in this order:
-guests -> browsers -> sessions (start times from the local curves) -> page journeys (a Markov
-chain) -> organic carts -> first flow exposures and the conversions they cause -> purchase tails
--> action times -> sessions pushed apart so one browser's sessions never overlap -> TRACKING for
-every trigger-page view -> the event table, cut at the window's end.
+Everything is numpy arrays over the whole block (no per-event Python). `simulate_block` runs
+named stages in a fixed order on the block's one random stream, each returning a frozen result:
+guests -> browsers -> sessions (start times from the local curves) -> page views (a Markov
+chain) -> organic carts -> first flow exposures and the conversions they cause -> actions
+(journeys plus purchase tails) -> action times (sessions pushed apart so one browser's sessions
+never overlap) -> flow runs (TRACKING for every trigger-page view) -> the event table, cut at
+the window's end and time-ordered -> purchases (session and order refs, pay types, goal masks).
 """
 
 from __future__ import annotations
@@ -144,206 +146,384 @@ def _journeys(world: World, rng: np.random.Generator, sessions: int) -> tuple[np
     return s[order], k[order], p[order]
 
 
-def simulate_block(world: World, block: int) -> BlockFacts:
-    """Simulate block `block` of the world's population."""
-    profile = world.profile
-    behaviour = profile.behaviour
-    rng = world.block_rng(block)
-    n = world.block_size(block)
-    catalog = world.catalog
+@dataclass(frozen=True, slots=True)
+class Guests:
+    """Per guest: ref, home point of sale, name and domain picks, browsers, activity."""
 
-    # Guests.
-    graw = uuid_bytes(rng, n)
-    gkey = uuid_u64(graw)
-    gpos = rng.choice(len(world.pos_shares), size=n, p=world.pos_shares)
+    raw: np.ndarray  # (n, 16) uuid bytes
+    key: np.ndarray  # uint64 assignment key
+    pos: np.ndarray
+    first_name: np.ndarray
+    last_name: np.ndarray
+    domain: np.ndarray
+    browser_count: np.ndarray
+    daily_rate: np.ndarray  # expected sessions a day
+    identifies: np.ndarray  # says who it is in its first session
+
+
+@dataclass(frozen=True, slots=True)
+class Browsers:
+    """Per browser: its guest, ref, channel and user agent; per guest, its first browser."""
+
+    guest: np.ndarray
+    first_of_guest: np.ndarray
+    raw: np.ndarray
+    channel: np.ndarray
+    agent: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Sessions:
+    """Per session: guest, browser, point of sale, start (before pushing apart), timeout."""
+
+    guest: np.ndarray
+    browser: np.ndarray
+    pos: np.ndarray
+    start: np.ndarray
+    timeout: np.ndarray
+    by_guest: np.ndarray  # session indices sorted by (guest, start)
+    next_session: np.ndarray  # the guest's next session, or _NONE
+
+    def __len__(self) -> int:
+        return len(self.guest)
+
+
+@dataclass(frozen=True, slots=True)
+class PageViews:
+    """Every journey step: (session, step, page code) and the item or product type it shows."""
+
+    session: np.ndarray
+    step: np.ndarray
+    page: np.ndarray
+    item: np.ndarray  # product item on product pages, product type on search/category
+
+    def __len__(self) -> int:
+        return len(self.session)
+
+
+@dataclass(frozen=True, slots=True)
+class Carts:
+    """Organic adds to cart (a mask over page views) and the sessions that buy them."""
+
+    adds: np.ndarray
+    has_add: np.ndarray  # per session
+    organic_buy: np.ndarray  # per session
+
+
+@dataclass(frozen=True, slots=True)
+class Conversions:
+    """Flow allocations per guest, and the (session, flow) conversions first exposures cause."""
+
+    assignments: tuple[np.ndarray, ...]  # per flow: each guest's variant, or -1 if not allocated
+    session: np.ndarray
+    flow: np.ndarray
+    buys: np.ndarray  # per session: organic or converted purchase
+
+
+@dataclass(frozen=True, slots=True)
+class Actions:
+    """Client events of every session, in session order, not yet timed."""
+
+    session: np.ndarray
+    type: np.ndarray
+    page: np.ndarray
+    item: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.session)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTimes:
+    """When each action happens (sessions pushed apart per browser) and when it is stored."""
+
+    time: np.ndarray
+    created: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRuns:
+    """TRACKING rows: the page view that ran the flow, its times, flow and variant."""
+
+    source: np.ndarray  # index into the actions
+    occurred: np.ndarray
+    execution: np.ndarray
+    created: np.ndarray
+    flow: np.ndarray
+    variant: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+
+@dataclass(frozen=True, slots=True)
+class EventTable:
+    """Client events and TRACKING together, cut at the window's end, in (createdAt, ref) order."""
+
+    ref_hi: np.ndarray
+    ref_lo: np.ndarray
+    type: np.ndarray
+    session: np.ndarray
+    created_ms: np.ndarray
+    modified_ms: np.ndarray
+    page: np.ndarray
+    item: np.ndarray
+    flow: np.ndarray
+    variant: np.ndarray
+    occurred_ms: np.ndarray
+    execution_ms: np.ndarray
+    execution_halves: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Purchases:
+    """Per session: its ref, its order's ref and pay type, and the flows whose goal it bought."""
+
+    session_halves: np.ndarray  # drawn here, last, where the draw order has always had them
+    order_halves: np.ndarray
+    pay_type: np.ndarray
+    goal_mask: np.ndarray  # bit f set when the cart holds flow f's goal product
+
+
+def simulate_block(world: World, block: int) -> BlockFacts:
+    """Simulate block `block` of the world's population.
+
+    The stages run in a fixed order on one random stream: reordering them (or any draw inside
+    them) changes every byte that follows.
+    """
+    rng = world.block_rng(block)
+    guests = _guests(world, rng, world.block_size(block))
+    browsers = _browsers(world, rng, guests)
+    sessions = _sessions(world, rng, guests, browsers)
+    views = _page_views(world, rng, len(sessions))
+    carts = _carts(world, rng, views, len(sessions))
+    conversions = _conversions(world, rng, guests, sessions, views, carts)
+    actions = _actions(world, rng, guests, sessions, views, carts, conversions)
+    times = _action_times(world, rng, sessions, actions)
+    runs = _flow_runs(world, rng, sessions, actions, times, conversions)
+    events = _event_table(world, rng, actions, times, runs)
+    purchases = _purchases(world, rng, actions, len(sessions))
+    return _facts(block, guests, browsers, sessions, events, purchases)
+
+
+def _guests(world: World, rng: np.random.Generator, n: int) -> Guests:
+    population = world.profile.population
+    raw = uuid_bytes(rng, n)
+    key = uuid_u64(raw)
+    pos = rng.choice(len(world.pos_shares), size=n, p=world.pos_shares)
     first_name = rng.integers(0, POOL_SIZE, n)
     last_name = rng.integers(0, POOL_SIZE, n)
     domain = rng.integers(0, 3, n)
-    nbrowsers = 1 + rng.choice(len(world.browser_shares), size=n, p=world.browser_shares)
-    sigma = profile.population.activity_sigma
+    browser_count = 1 + rng.choice(len(world.browser_shares), size=n, p=world.browser_shares)
+    sigma = population.activity_sigma
     daily_rate = (
-        profile.population.sessions_per_week
+        population.sessions_per_week
         / 7.0
         * np.exp(sigma * rng.standard_normal(n) - sigma * sigma / 2)
     )
-    identifies = rng.random(n) < profile.population.identify_share
+    identifies = rng.random(n) < population.identify_share
+    return Guests(
+        raw, key, pos, first_name, last_name, domain, browser_count, daily_rate, identifies
+    )
 
-    # Browsers.
-    nb = int(nbrowsers.sum())
-    browser_guest = np.repeat(np.arange(n), nbrowsers)
-    gfirst_browser = np.concatenate([[0], np.cumsum(nbrowsers)[:-1]])
-    braw = uuid_bytes(rng, nb)
-    nchannels = np.array([len(p.channels) for p in profile.points_of_sale])
-    browser_channel = (rng.random(nb) * nchannels[gpos[browser_guest]]).astype(np.int64)
-    browser_agent = rng.integers(0, POOL_SIZE, nb)
 
-    # Sessions: how many, on which browser, when they start.
-    nsess = rng.poisson(daily_rate * world.days)
-    S = int(nsess.sum())
-    sguest = np.repeat(np.arange(n), nsess)
-    sbrowser = gfirst_browser[sguest] + (rng.random(S) * nbrowsers[sguest]).astype(np.int64)
-    spos = gpos[sguest]
-    sstart = np.empty(S, dtype=np.int64)
+def _browsers(world: World, rng: np.random.Generator, guests: Guests) -> Browsers:
+    counts = guests.browser_count
+    nb = int(counts.sum())
+    guest = np.repeat(np.arange(len(counts)), counts)
+    first_of_guest = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    raw = uuid_bytes(rng, nb)
+    nchannels = np.array([len(p.channels) for p in world.profile.points_of_sale])
+    channel = (rng.random(nb) * nchannels[guests.pos[guest]]).astype(np.int64)
+    agent = rng.integers(0, POOL_SIZE, nb)
+    return Browsers(guest, first_of_guest, raw, channel, agent)
+
+
+def _sessions(
+    world: World, rng: np.random.Generator, guests: Guests, browsers: Browsers
+) -> Sessions:
+    """How many sessions each guest has, on which of its browsers, when they start."""
+    counts = rng.poisson(guests.daily_rate * world.days)
+    S = int(counts.sum())
+    guest = np.repeat(np.arange(len(counts)), counts)
+    nbrowsers = guests.browser_count[guest]
+    browser = browsers.first_of_guest[guest] + (rng.random(S) * nbrowsers).astype(np.int64)
+    pos = guests.pos[guest]
+    start = np.empty(S, dtype=np.int64)
     for p, clock in enumerate(world.clocks):
-        mask = spos == p
-        sstart[mask] = clock.sample(rng, int(mask.sum()))
-    stimeout = world.timeout_ms[spos]
+        mask = pos == p
+        start[mask] = clock.sample(rng, int(mask.sum()))
+    timeout = world.timeout_ms[pos]
+    # A guest's sessions in time order, to find "the next session" for delayed conversions.
+    by_guest = np.lexsort((start, guest))
+    next_session = np.full(S, _NONE, dtype=np.int64)
+    same_guest = guest[by_guest[1:]] == guest[by_guest[:-1]]
+    next_session[by_guest[:-1][same_guest]] = by_guest[1:][same_guest]
+    return Sessions(guest, browser, pos, start, timeout, by_guest, next_session)
 
-    # Journeys and what happens on each page.
-    a_sess, a_step, a_page = _journeys(world, rng, S)
-    npages = len(a_sess)
-    ptype = rng.choice(len(catalog.type_names), size=npages, p=catalog.type_weights)
-    a_item = np.full(npages, _NONE, dtype=np.int64)
-    is_product = a_page == _PRODUCT
-    a_item[is_product] = catalog.sample_items(rng, ptype[is_product])
-    on_type = (a_page == _SEARCH) | (a_page == _CATEGORY)
-    a_item[on_type] = ptype[on_type]
-    a_ord = a_step * _SLOT
-    a_type = np.full(npages, EventType.VIEW, dtype=np.int8)
 
-    # Organic carts: items of non-goal types added from product pages.
-    adds = is_product & world.organic_type[catalog.item_type[np.maximum(a_item, 0)]]
-    adds &= rng.random(npages) < behaviour.add_to_cart_rate
-    searches = a_page == _SEARCH
-    has_add = np.bincount(a_sess[adds], minlength=S) > 0
-    organic_buy = has_add & (rng.random(S) < behaviour.organic_purchase_rate)
+def _page_views(world: World, rng: np.random.Generator, sessions: int) -> PageViews:
+    """Page journeys (a Markov chain) and the product or product type each page shows."""
+    catalog = world.catalog
+    session, step, page = _journeys(world, rng, sessions)
+    n = len(session)
+    ptype = rng.choice(len(catalog.type_names), size=n, p=catalog.type_weights)
+    item = np.full(n, _NONE, dtype=np.int64)
+    is_product = page == _PRODUCT
+    item[is_product] = catalog.sample_items(rng, ptype[is_product])
+    on_type = (page == _SEARCH) | (page == _CATEGORY)
+    item[on_type] = ptype[on_type]
+    return PageViews(session, step, page, item)
 
-    # First exposure of each guest to each flow, and whether it converts.
-    journey_guest = sguest[a_sess]
-    view_time_guess = sstart[a_sess] + a_step * 30_000
-    buy_into = organic_buy.copy()
+
+def _carts(world: World, rng: np.random.Generator, views: PageViews, sessions: int) -> Carts:
+    """Organic carts: items of non-goal types added from product pages, some of them bought."""
+    behaviour = world.profile.behaviour
+    is_product = views.page == _PRODUCT
+    adds = is_product & world.organic_type[world.catalog.item_type[np.maximum(views.item, 0)]]
+    adds &= rng.random(len(views)) < behaviour.add_to_cart_rate
+    has_add = np.bincount(views.session[adds], minlength=sessions) > 0
+    organic_buy = has_add & (rng.random(sessions) < behaviour.organic_purchase_rate)
+    return Carts(adds, has_add, organic_buy)
+
+
+def _conversions(
+    world: World,
+    rng: np.random.Generator,
+    guests: Guests,
+    sessions: Sessions,
+    views: PageViews,
+    carts: Carts,
+) -> Conversions:
+    """First exposure of each guest to each flow, and the purchase it causes if it converts."""
+    flows = world.profile.flows
+    behaviour = world.profile.behaviour
+    journey_guest = sessions.guest[views.session]
+    view_time_guess = sessions.start[views.session] + views.step * 30_000
+    buys = carts.organic_buy.copy()
     conv_sess: list[np.ndarray] = []
     conv_flow: list[np.ndarray] = []
-    # Sessions of a guest in time order, to find "the next session" for delayed conversions.
-    by_guest = np.lexsort((sstart, sguest))
-    next_session = np.full(S, _NONE, dtype=np.int64)
-    same_guest = sguest[by_guest[1:]] == sguest[by_guest[:-1]]
-    next_session[by_guest[:-1][same_guest]] = by_guest[1:][same_guest]
-    assignments = [assign(world.flows, f, gkey) for f in range(len(profile.flows))]
-    for f in range(len(profile.flows)):
-        exposed = _triggers(world, f, a_page, a_item) & (assignments[f][journey_guest] >= 0)
+    assignments = tuple(assign(world.flows, f, guests.key) for f in range(len(flows)))
+    for f in range(len(flows)):
+        exposed = _triggers(world, f, views.page, views.item) & (assignments[f][journey_guest] >= 0)
         idx = np.flatnonzero(exposed)
         if len(idx) == 0:
             continue
         order = idx[np.lexsort((view_time_guess[idx], journey_guest[idx]))]
         firsts = order[_first_of_runs(journey_guest[order])]
-        g = journey_guest[firsts]
-        variant = assignments[f][g]
+        variant = assignments[f][journey_guest[firsts]]
         converts = rng.random(len(firsts)) < world.conversion[f][variant]
-        target = a_sess[firsts[converts]]
+        target = views.session[firsts[converts]]
         later = rng.random(len(target)) >= behaviour.same_session_conversion
-        nxt = next_session[target]
+        nxt = sessions.next_session[target]
         ok = later & (nxt >= 0)
-        ok[ok] &= sstart[nxt[ok]] - sstart[target[ok]] < world.attribution_ms[f] // 2
+        ok[ok] &= sessions.start[nxt[ok]] - sessions.start[target[ok]] < (
+            world.attribution_ms[f] // 2
+        )
         target = np.where(ok, nxt, target)
         conv_sess.append(target)
         conv_flow.append(np.full(len(target), f))
-        buy_into[target] = True
+        buys[target] = True
+    session = np.concatenate(conv_sess) if conv_sess else np.zeros(0, dtype=np.int64)
+    flow = np.concatenate(conv_flow) if conv_flow else np.zeros(0, dtype=np.int64)
+    return Conversions(assignments, session, flow, buys)
 
-    # Tail actions: conversion items (view + add), then checkout, clear cart, force close.
-    csess = np.concatenate(conv_sess) if conv_sess else np.zeros(0, dtype=np.int64)
-    cflow = np.concatenate(conv_flow) if conv_flow else np.zeros(0, dtype=np.int64)
-    citem = catalog.sample_items(rng, world.goal_type[cflow]) if len(cflow) else csess
+
+def _actions(
+    world: World,
+    rng: np.random.Generator,
+    guests: Guests,
+    sessions: Sessions,
+    views: PageViews,
+    carts: Carts,
+    conversions: Conversions,
+) -> Actions:
+    """Every client event of every session, in order: the journey with its searches, adds and
+    identities, then tails: conversion items (view + add), checkout, clear cart, force close."""
+    behaviour = world.profile.behaviour
+    S = len(sessions)
+    csess, cflow = conversions.session, conversions.flow
+    citem = world.catalog.sample_items(rng, world.goal_type[cflow]) if len(cflow) else csess
     crank = np.arange(len(csess)) * 2
-    clear = has_add & ~buy_into & (rng.random(S) < behaviour.clear_cart_rate)
+    clear = carts.has_add & ~conversions.buys & (rng.random(S) < behaviour.clear_cart_rate)
     force = rng.random(S) < behaviour.force_close_rate
-    buyers = np.flatnonzero(buy_into)
+    buyers = np.flatnonzero(conversions.buys)
     # Identity: identifying guests say who they are in their first session; every buyer does
     # at checkout.
-    first_sess = by_guest[_first_of_runs(sguest[by_guest])] if S else by_guest
-    identify_sess = first_sess[identifies[sguest[first_sess]]]
+    by_guest = sessions.by_guest
+    first_sess = by_guest[_first_of_runs(sessions.guest[by_guest])] if S else by_guest
+    identify_sess = first_sess[guests.identifies[sessions.guest[first_sess]]]
     identify_step = (rng.random(len(identify_sess)) * 3).astype(np.int64)
 
-    parts_sess = [
-        a_sess,
-        a_sess[searches],
-        a_sess[adds],
-        identify_sess,
-        csess,
-        csess,
-        *([buyers] * 6),
-        np.flatnonzero(clear),
-        np.flatnonzero(force),
-    ]
-    nb_ = len(buyers)
-    parts_ord = [
-        a_ord,
-        a_ord[searches] + 1,
-        a_ord[adds] + 2,
-        identify_step * _SLOT + 3,
-        _TAIL + crank,
-        _TAIL + crank + 1,
-        *[np.full(nb_, 2 * _TAIL + k) for k in range(6)],
-        np.full(int(clear.sum()), 2 * _TAIL),
-        np.full(int(force.sum()), 3 * _TAIL),
-    ]
+    a_sess, a_ord = views.session, views.step * _SLOT
+    searches, adds = views.page == _SEARCH, carts.adds
     E = EventType
-    parts_type = [
-        a_type,
-        np.full(int(searches.sum()), E.SEARCH),
-        np.full(int(adds.sum()), E.ADD),
-        np.full(len(identify_sess), E.IDENTITY),
-        np.full(len(csess), E.VIEW),
-        np.full(len(csess), E.ADD),
-        np.full(nb_, E.VIEW),
-        np.full(nb_, E.IDENTITY),
-        np.full(nb_, E.CONFIRM),
-        np.full(nb_, E.VIEW),
-        np.full(nb_, E.CHECKOUT),
-        np.full(nb_, E.PAYMENT),
-        np.full(int(clear.sum()), E.CLEAR_CART),
-        np.full(int(force.sum()), E.FORCE_CLOSE),
+    parts = [
+        _part(a_sess, a_ord, E.VIEW, views.page, views.item),
+        _part(a_sess[searches], a_ord[searches] + 1, E.SEARCH, _SEARCH, views.item[searches]),
+        _part(a_sess[adds], a_ord[adds] + 2, E.ADD, _PRODUCT, views.item[adds]),
+        _part(identify_sess, identify_step * _SLOT + 3, E.IDENTITY, _NONE, _NONE),
+        _part(csess, _TAIL + crank, E.VIEW, _PRODUCT, citem),
+        _part(csess, _TAIL + crank + 1, E.ADD, _PRODUCT, citem),
+        *(
+            _part(buyers, 2 * _TAIL + k, etype, page, _NONE)
+            for k, (etype, page) in enumerate(_CHECKOUT_TAIL)
+        ),
+        _part(np.flatnonzero(clear), 2 * _TAIL, E.CLEAR_CART, _NONE, _NONE),
+        _part(np.flatnonzero(force), 3 * _TAIL, E.FORCE_CLOSE, _NONE, _NONE),
     ]
-    none = np.full(nb_, _NONE)
-    parts_page = [
-        a_page,
-        a_page[searches],
-        a_page[adds],
-        np.full(len(identify_sess), _NONE),
-        np.full(len(csess), _PRODUCT),
-        np.full(len(csess), _PRODUCT),
-        np.full(nb_, _CART),
-        none,
-        none,
-        np.full(nb_, _CHECKOUT),
-        none,
-        none,
-        np.full(int(clear.sum()), _NONE),
-        np.full(int(force.sum()), _NONE),
-    ]
-    parts_item = [
-        a_item,
-        a_item[searches],
-        a_item[adds],
-        np.full(len(identify_sess), _NONE),
-        citem,
-        citem,
-        *([none] * 6),
-        np.full(int(clear.sum()), _NONE),
-        np.full(int(force.sum()), _NONE),
-    ]
-    x_sess = np.concatenate(parts_sess)
-    x_ord = np.concatenate(parts_ord)
-    x_type = np.concatenate(parts_type).astype(np.int8)
-    x_page = np.concatenate(parts_page).astype(np.int8)
-    x_item = np.concatenate(parts_item).astype(np.int64)
+    x_sess, x_ord, x_type, x_page, x_item = (np.concatenate(c) for c in zip(*parts, strict=True))
+    x_type = x_type.astype(np.int8)
+    x_page = x_page.astype(np.int8)
+    x_item = x_item.astype(np.int64)
     order = np.lexsort((x_ord, x_sess))
     x_sess, x_type, x_page, x_item = x_sess[order], x_type[order], x_page[order], x_item[order]
-
     # Identity in the checkout tail only for buyers who have not identified earlier that session.
-    dup_identity = (x_type == E.IDENTITY) & _repeats_in_session(x_sess, x_type == E.IDENTITY)
-    keep = ~dup_identity
-    x_sess, x_type, x_page, x_item = x_sess[keep], x_type[keep], x_page[keep], x_item[keep]
+    keep = ~((x_type == E.IDENTITY) & _repeats_in_session(x_sess, x_type == E.IDENTITY))
+    return Actions(x_sess[keep], x_type[keep], x_page[keep], x_item[keep])
 
-    # Gaps between a session's actions; the first action of a session starts it.
-    m = len(x_sess)
-    limit = (stimeout[x_sess] - 5_000) / 1000.0
+
+# The checkout tail every buyer runs, in order: (type, page).
+_CHECKOUT_TAIL = (
+    (EventType.VIEW, _CART),
+    (EventType.IDENTITY, _NONE),
+    (EventType.CONFIRM, _NONE),
+    (EventType.VIEW, _CHECKOUT),
+    (EventType.CHECKOUT, _NONE),
+    (EventType.PAYMENT, _NONE),
+)
+
+
+def _part(
+    sess: np.ndarray,
+    ordinal: np.ndarray | int,
+    etype: int,
+    page: np.ndarray | int,
+    item: np.ndarray | int,
+) -> tuple[np.ndarray, ...]:
+    """Columns (session, ordinal, type, page, item) of one kind of action; scalars are spread."""
+    n = len(sess)
+
+    def column(v: np.ndarray | int) -> np.ndarray:
+        return v if isinstance(v, np.ndarray) else np.full(n, int(v), dtype=np.int64)
+
+    return sess, column(ordinal), column(etype), column(page), column(item)
+
+
+def _action_times(
+    world: World, rng: np.random.Generator, sessions: Sessions, actions: Actions
+) -> ActionTimes:
+    """Gaps between a session's actions (the first starts it), then sessions pushed apart."""
+    behaviour = world.profile.behaviour
+    x_sess, x_type = actions.session, actions.type
+    m = len(actions)
+    limit = (sessions.timeout[x_sess] - 5_000) / 1000.0
     gap = np.empty(m)
-    view = x_type == E.VIEW
+    view = x_type == EventType.VIEW
     gap[view] = _lognormal(
         rng, behaviour.page_gap_seconds.median, behaviour.page_gap_seconds.sigma, int(view.sum())
     )
-    quick = (x_type == E.SEARCH) | (x_type == E.FORCE_CLOSE)
+    quick = (x_type == EventType.SEARCH) | (x_type == EventType.FORCE_CLOSE)
     gap[quick] = 1.0 + 3.0 * rng.random(int(quick.sum()))
     slow = ~view & ~quick
     gap[slow] = _lognormal(rng, 10.0, 0.6, int(slow.sum()))
@@ -354,14 +534,23 @@ def simulate_block(world: World, block: int) -> BlockFacts:
     gap_ms = (gap * 1000).astype(np.int64)
     csum = np.cumsum(gap_ms)
     offset = csum - csum[starts]
-    x_time = sstart[x_sess] + offset
+    new_start = _pushed_apart(world, sessions, x_sess, offset)
+    time = new_start[x_sess] + offset
+    # Client events are stored a little after they happen.
+    created = time + rng.integers(20, 400, m)
+    return ActionTimes(time, created)
 
-    # Push sessions apart so that on each browser the next one opens only after the previous
-    # one has timed out: s'_i = D_i + max_{j<=i}(s_j - D_j), D the running sum of
-    # (duration + timeout) over the browser's earlier sessions.
-    last = np.zeros(S, dtype=np.int64)
+
+def _pushed_apart(
+    world: World, sessions: Sessions, x_sess: np.ndarray, offset: np.ndarray
+) -> np.ndarray:
+    """Session starts moved so that on each browser the next one opens only after the previous
+    one has timed out: s'_i = D_i + max_{j<=i}(s_j - D_j), D the running sum of
+    (duration + timeout) over the browser's earlier sessions."""
+    sstart, sbrowser = sessions.start, sessions.browser
+    last = np.zeros(len(sessions), dtype=np.int64)
     np.maximum.at(last, x_sess, offset)
-    span = last + 1_000 + stimeout + 1_000
+    span = last + 1_000 + sessions.timeout + 1_000
     border = np.lexsort((sstart, sbrowser))
     b_sorted = sbrowser[border]
     run_start = _segment_starts(b_sorted)
@@ -371,24 +560,33 @@ def simulate_block(world: World, block: int) -> BlockFacts:
     big = np.int64(1) << np.int64(42)
     base = (sstart[border] - world.start_ms) - excl + b_sorted.astype(np.int64) * big
     shifted = np.maximum.accumulate(base) - b_sorted.astype(np.int64) * big + excl
-    new_start = np.empty(S, dtype=np.int64)
+    new_start = np.empty(len(sessions), dtype=np.int64)
     new_start[border] = shifted + world.start_ms
-    x_time = x_time + (new_start - sstart)[x_sess]
+    return new_start
 
-    # Client events are stored a little after they happen.
-    x_created = x_time + rng.integers(20, 400, m)
 
-    # TRACKING: every view of a trigger page runs each flow the guest is allocated to.
+def _flow_runs(
+    world: World,
+    rng: np.random.Generator,
+    sessions: Sessions,
+    actions: Actions,
+    times: ActionTimes,
+    conversions: Conversions,
+) -> FlowRuns:
+    """TRACKING: every view of a trigger page runs each flow the guest is allocated to."""
+    assignments = conversions.assignments
     t_parts: list[tuple[np.ndarray, ...]] = []
-    vidx = np.flatnonzero(x_type == E.VIEW)
-    vguest = sguest[x_sess[vidx]]
-    for f, flow in enumerate(profile.flows):
-        hit = _triggers(world, f, x_page[vidx], x_item[vidx]) & (assignments[f][vguest] >= 0)
+    vidx = np.flatnonzero(actions.type == EventType.VIEW)
+    vguest = sessions.guest[actions.session[vidx]]
+    for f, flow in enumerate(world.profile.flows):
+        hit = _triggers(world, f, actions.page[vidx], actions.item[vidx]) & (
+            assignments[f][vguest] >= 0
+        )
         src = vidx[hit]
         k = len(src)
         if k == 0:
             continue
-        occurred = x_time[src] + rng.integers(30, 250, k)
+        occurred = times.time[src] + rng.integers(30, 250, k)
         execution = np.clip(
             np.rint(_lognormal(rng, flow.decision_time_ms.median, flow.decision_time_ms.sigma, k)),
             1,
@@ -398,64 +596,37 @@ def simulate_block(world: World, block: int) -> BlockFacts:
         t_parts.append(
             (src, occurred, execution, created, np.full(k, f), assignments[f][vguest[hit]])
         )
-    if t_parts:
-        t_src, t_occ, t_exe, t_created, t_flow, t_var = (
-            np.concatenate(c) for c in zip(*t_parts, strict=True)
-        )
-    else:
-        t_src = t_occ = t_exe = t_created = t_flow = t_var = np.zeros(0, dtype=np.int64)
-    k = len(t_src)
+    if not t_parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return FlowRuns(empty, empty, empty, empty, empty, empty)
+    return FlowRuns(*(np.concatenate(c) for c in zip(*t_parts, strict=True)))
 
-    # The event table: client events then TRACKING, cut at the window's end.
-    e_type = np.concatenate([x_type, np.full(k, E.TRACKING, dtype=np.int8)])
-    e_sess = np.concatenate([x_sess, x_sess[t_src]])
-    e_created = np.concatenate([x_created, t_created])
-    e_page = np.concatenate([x_page, np.full(k, _NONE, dtype=np.int8)])
-    e_item = np.concatenate([x_item, np.full(k, _NONE)])
-    e_flow = np.concatenate([np.full(m, _NONE), t_flow]).astype(np.int16)
-    e_var = np.concatenate([np.full(m, _NONE), t_var]).astype(np.int16)
-    e_occ = np.concatenate([np.zeros(m, dtype=np.int64), t_occ])
-    e_exe = np.concatenate([np.zeros(m, dtype=np.int64), t_exe])
+
+def _event_table(
+    world: World,
+    rng: np.random.Generator,
+    actions: Actions,
+    times: ActionTimes,
+    runs: FlowRuns,
+) -> EventTable:
+    """Client events then TRACKING, with refs, cut at the window's end and put in time order."""
+    m, k = len(actions), len(runs)
+    e_type = np.concatenate([actions.type, np.full(k, EventType.TRACKING, dtype=np.int8)])
+    e_sess = np.concatenate([actions.session, actions.session[runs.source]])
+    e_created = np.concatenate([times.created, runs.created])
+    e_page = np.concatenate([actions.page, np.full(k, _NONE, dtype=np.int8)])
+    e_item = np.concatenate([actions.item, np.full(k, _NONE)])
+    e_flow = np.concatenate([np.full(m, _NONE), runs.flow]).astype(np.int16)
+    e_var = np.concatenate([np.full(m, _NONE), runs.variant]).astype(np.int16)
+    e_occ = np.concatenate([np.zeros(m, dtype=np.int64), runs.occurred])
+    e_exe = np.concatenate([np.zeros(m, dtype=np.int64), runs.execution])
     total = m + k
-    ref_raw = uuid_bytes(rng, total)
-    ref_halves = uuid_halves(ref_raw)
+    ref_halves = uuid_halves(uuid_bytes(rng, total))
     ref_hi, ref_lo = ref_halves[:, 0], ref_halves[:, 1]
     exec_raw = uuid_bytes(rng, total)
     modified = e_created + rng.integers(0, 20, total)
-
-    # Goal mask of each order: flows whose goal type was added to the session's cart.
-    goal_mask = np.zeros(S, dtype=np.int64)
-    add_rows = np.flatnonzero(x_type == E.ADD)
-    add_types = catalog.item_type[x_item[add_rows]]
-    for f in range(len(profile.flows)):
-        rows = add_rows[add_types == world.goal_type[f]]
-        # Repeated sessions are fine: each write ORs the same bit into the same old value.
-        goal_mask[x_sess[rows]] |= np.int64(1) << np.int64(f)
-    e_goal = np.where(e_type == E.CHECKOUT, goal_mask[e_sess], 0)
-
     order = _time_order(e_created, ref_hi, ref_lo, e_created < world.end_ms)
-
-    sraw = uuid_bytes(rng, S)
-    oraw = uuid_bytes(rng, S)
-    kept_exec = exec_raw[order]
-    return BlockFacts(
-        block=block,
-        first_guest=block * BLOCK_GUESTS,
-        guest_halves=uuid_halves(graw),
-        guest_pos=gpos,
-        guest_first_name=first_name,
-        guest_last_name=last_name,
-        guest_domain=domain,
-        guest_browsers=gfirst_browser,
-        guest_browser_count=nbrowsers,
-        browser_halves=uuid_halves(braw),
-        browser_guest=browser_guest,
-        browser_channel=browser_channel,
-        browser_agent=browser_agent,
-        session_halves=uuid_halves(sraw),
-        session_browser=sbrowser,
-        session_order_halves=uuid_halves(oraw),
-        session_pay_type=rng.choice(len(PAY_TYPES), size=S, p=_PAY_WEIGHTS),
+    return EventTable(
         ref_hi=ref_hi[order],
         ref_lo=ref_lo[order],
         type=e_type[order],
@@ -468,8 +639,69 @@ def simulate_block(world: World, block: int) -> BlockFacts:
         variant=e_var[order],
         occurred_ms=e_occ[order],
         execution_ms=e_exe[order],
-        execution_halves=uuid_halves(kept_exec),
-        goal_mask=e_goal[order],
+        execution_halves=uuid_halves(exec_raw[order]),
+    )
+
+
+def _purchases(
+    world: World, rng: np.random.Generator, actions: Actions, sessions: int
+) -> Purchases:
+    """Session and order refs, pay types, and each order's goal mask: the flows whose goal
+    product type was added to the session's cart."""
+    goal_mask = np.zeros(sessions, dtype=np.int64)
+    add_rows = np.flatnonzero(actions.type == EventType.ADD)
+    add_types = world.catalog.item_type[actions.item[add_rows]]
+    for f in range(len(world.profile.flows)):
+        rows = add_rows[add_types == world.goal_type[f]]
+        # Repeated sessions are fine: each write ORs the same bit into the same old value.
+        goal_mask[actions.session[rows]] |= np.int64(1) << np.int64(f)
+    session_halves = uuid_halves(uuid_bytes(rng, sessions))
+    order_halves = uuid_halves(uuid_bytes(rng, sessions))
+    pay_type = rng.choice(len(PAY_TYPES), size=sessions, p=_PAY_WEIGHTS)
+    return Purchases(session_halves, order_halves, pay_type, goal_mask)
+
+
+def _facts(
+    block: int,
+    guests: Guests,
+    browsers: Browsers,
+    sessions: Sessions,
+    events: EventTable,
+    purchases: Purchases,
+) -> BlockFacts:
+    goal_mask = np.where(events.type == EventType.CHECKOUT, purchases.goal_mask[events.session], 0)
+    return BlockFacts(
+        block=block,
+        first_guest=block * BLOCK_GUESTS,
+        guest_halves=uuid_halves(guests.raw),
+        guest_pos=guests.pos,
+        guest_first_name=guests.first_name,
+        guest_last_name=guests.last_name,
+        guest_domain=guests.domain,
+        guest_browsers=browsers.first_of_guest,
+        guest_browser_count=guests.browser_count,
+        browser_halves=uuid_halves(browsers.raw),
+        browser_guest=browsers.guest,
+        browser_channel=browsers.channel,
+        browser_agent=browsers.agent,
+        session_halves=purchases.session_halves,
+        session_browser=sessions.browser,
+        session_order_halves=purchases.order_halves,
+        session_pay_type=purchases.pay_type,
+        ref_hi=events.ref_hi,
+        ref_lo=events.ref_lo,
+        type=events.type,
+        session=events.session,
+        created_ms=events.created_ms,
+        modified_ms=events.modified_ms,
+        page=events.page,
+        item=events.item,
+        flow=events.flow,
+        variant=events.variant,
+        occurred_ms=events.occurred_ms,
+        execution_ms=events.execution_ms,
+        execution_halves=events.execution_halves,
+        goal_mask=goal_mask,
     )
 
 
