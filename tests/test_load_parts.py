@@ -14,6 +14,7 @@ import yaml
 
 from generator.endpoint import Endpoint, is_loopback, parse_endpoint
 from generator.errors import CdpsimError
+from generator.events.history import guest_histories
 from generator.events.wire import client_event
 from generator.load.counters import Counters, merge_counters
 from generator.load.guest_cache import GuestCache
@@ -22,7 +23,6 @@ from generator.load.journeys import JourneyCompiler, JourneyStepKind
 from generator.load.plan import parse_duration
 from generator.load.shapes import ShapeSpec, users_at
 from generator.load.summary import Slo, build_summary, reconcile
-from generator.model.history import guest_histories
 from generator.profile import load_profile
 from generator.redaction import redact
 

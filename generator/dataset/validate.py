@@ -25,7 +25,7 @@ from generator.dataset.answer_key import AnswerTags, outcomes
 from generator.dataset.reader import Dataset, DatasetError, open_dataset
 from generator.events.stored import ENVELOPE_FIELDS, ISO_MS, UUID, parse_iso_ms
 from generator.events.types import EventType
-from generator.model.pools import EMAIL_DOMAINS
+from generator.vocabulary import EMAIL_DOMAINS
 
 __all__ = ["Report", "tracking_schema", "validate_dataset"]
 

@@ -16,11 +16,10 @@ import orjson
 
 from generator.events.render import BlockRenderer
 from generator.events.timestamps import iso_bytes, iso_text
-from generator.events.types import EventType
-from generator.model.block import PAY_TYPES, BlockFacts
-from generator.model.pools import EMAIL_DOMAINS
+from generator.model.block import BlockFacts
 from generator.model.refs import halves_strings, halves_text
 from generator.profile import Page
+from generator.vocabulary import EMAIL_DOMAINS, PAY_TYPES, EventType
 
 __all__ = ["ROW_DTYPE", "block_rows", "guest_lines", "render_rows", "sort_rows"]
 

@@ -7,11 +7,10 @@ from typing import Any
 
 from generator.events.stored import envelope, tracking_event
 from generator.events.timestamps import iso_strings
-from generator.events.types import EventType
-from generator.model.block import PAY_TYPES, BlockFacts
-from generator.model.pools import EMAIL_DOMAINS
+from generator.model.block import BlockFacts
 from generator.model.world import World
 from generator.profile import Page
+from generator.vocabulary import EMAIL_DOMAINS, PAY_TYPES, EventType
 
 __all__ = ["BlockRenderer"]
 

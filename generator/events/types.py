@@ -1,24 +1,7 @@
-"""Event types CDP stores, with the small integer codes the model's arrays carry."""
+"""Event types, re-exported from generator.vocabulary (their one home) for older imports."""
 
 from __future__ import annotations
 
-from enum import IntEnum
+from generator.vocabulary import CLIENT_TYPES, EventType
 
 __all__ = ["CLIENT_TYPES", "EventType"]
-
-
-class EventType(IntEnum):
-    VIEW = 0
-    SEARCH = 1
-    IDENTITY = 2
-    ADD = 3
-    CONFIRM = 4
-    CHECKOUT = 5
-    PAYMENT = 6
-    CLEAR_CART = 7
-    FORCE_CLOSE = 8
-    TRACKING = 9
-
-
-# Types a client sends over the wire; TRACKING only ever exists in stored form.
-CLIENT_TYPES = frozenset(t for t in EventType if t is not EventType.TRACKING)

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
+from generator.events.history import GuestHistory, guest_histories
 from generator.load.journeys import Journey, JourneyCompiler
-from generator.model.history import GuestHistory, guest_histories
 from generator.profile import Profile, load_profile
 
 __all__ = ["Codec", "GuestSimulator", "codec_for"]

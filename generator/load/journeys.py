@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
+from generator.events.history import GuestHistory
 from generator.events.wire import browser_create, call_flow, client_event
-from generator.model.history import GuestHistory
 from generator.profile import Profile
 
 __all__ = ["Journey", "JourneyCompiler", "JourneyStep", "JourneyStepKind"]

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.events.types import EventType
 from generator.model.assignment import assign
 from generator.model.pools import POOL_SIZE
 from generator.model.refs import halves_strings, uuid_bytes, uuid_halves, uuid_u64
 from generator.model.world import BLOCK_GUESTS, EXIT, PAGE_CODES, World
 from generator.profile import JOURNEY_PAGES, Page
+from generator.vocabulary import EMAIL_DOMAINS, PAY_TYPES, EventType
 
 __all__ = ["BlockFacts", "simulate_block"]
 
@@ -35,7 +35,6 @@ _NONE = -1
 # Ordinals place actions inside a session: journey steps first (4 slots a step), then tails.
 _SLOT = 4
 _TAIL = 100_000
-PAY_TYPES = ("Card", "PayPal", "Voucher", "Other")
 _PAY_WEIGHTS = np.array([0.7, 0.2, 0.05, 0.05])
 
 
@@ -313,7 +312,7 @@ def _guests(world: World, rng: np.random.Generator, n: int) -> Guests:
     pos = rng.choice(len(world.pos_shares), size=n, p=world.pos_shares)
     first_name = rng.integers(0, POOL_SIZE, n)
     last_name = rng.integers(0, POOL_SIZE, n)
-    domain = rng.integers(0, 3, n)
+    domain = rng.integers(0, len(EMAIL_DOMAINS), n)
     browser_count = 1 + rng.choice(len(world.browser_shares), size=n, p=world.browser_shares)
     sigma = population.activity_sigma
     daily_rate = (

@@ -9,11 +9,9 @@ from faker import Faker
 
 from generator.profile import Profile
 
-__all__ = ["EMAIL_DOMAINS", "POOL_SIZE", "Pools", "ascii_slug"]
+__all__ = ["POOL_SIZE", "Pools", "ascii_slug"]
 
 POOL_SIZE = 512
-# Reserved for documentation (RFC 2606): no generated person can receive mail.
-EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
 
 
 @dataclass(frozen=True, slots=True)

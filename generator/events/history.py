@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from generator.events.render import BlockRenderer
 from generator.model.block import simulate_block
 from generator.model.world import BLOCK_GUESTS, World
 from generator.profile import Profile
@@ -30,9 +31,6 @@ def guest_histories(
 
     Any block index is valid: the population is taken as large as the highest block needs.
     """
-    # Imported here: events depend on the model, not the other way round.
-    from generator.events.render import BlockRenderer
-
     wanted = sorted(set(blocks))
     if not wanted:
         return

@@ -1,0 +1,34 @@
+"""Names every layer shares: event type codes, pay types and email domains (pages and channels
+live with the profile schema, on the same layer)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["CLIENT_TYPES", "EMAIL_DOMAINS", "PAY_TYPES", "EventType"]
+
+
+class EventType(IntEnum):
+    """Event types CDP stores, with the small integer codes the model's arrays carry."""
+
+    VIEW = 0
+    SEARCH = 1
+    IDENTITY = 2
+    ADD = 3
+    CONFIRM = 4
+    CHECKOUT = 5
+    PAYMENT = 6
+    CLEAR_CART = 7
+    FORCE_CLOSE = 8
+    TRACKING = 9
+
+
+# Types a client sends over the wire; TRACKING only ever exists in stored form.
+CLIENT_TYPES = frozenset(t for t in EventType if t is not EventType.TRACKING)
+
+# A PAYMENT's pay_type; the model draws an index into this tuple.
+PAY_TYPES = ("Card", "PayPal", "Voucher", "Other")
+
+# Reserved for documentation (RFC 2606): no generated person can receive mail. The model draws
+# an index into this tuple.
+EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
