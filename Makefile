@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check generator locustfiles tests bench
 	$(VENV)/bin/ruff format --check generator locustfiles tests bench
 	$(VENV)/bin/mypy generator
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(VENV)/bin/pytest
