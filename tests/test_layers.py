@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 LINT = Path(sys.executable).with_name("lint-imports")
 
@@ -44,31 +42,32 @@ def test_the_package_keeps_its_layers(tmp_path: Path) -> None:
     assert "1 kept, 0 broken" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("module", "line", "named"),
-    [
-        # the model reaching up into rendering (what model/history.py used to do)
-        ("model/world.py", "import generator.events.render", "generator.model.world"),
-        # rendering reaching up into the dataset
-        ("events/render.py", "import generator.dataset.plan", "generator.events.render"),
-        # the vocabulary depending on the model it sits below
-        ("vocabulary.py", "import generator.model.refs", "generator.vocabulary"),
-        # two peers that must stay independent
-        ("replay/plan.py", "import generator.load.shapes", "generator.replay.plan"),
-        # an import inside a function counts too
-        ("model/pools.py", "def _f():\n    import generator.cli", "generator.model.pools"),
-    ],
-)
-def test_a_wrong_way_import_breaks_the_layers(
-    tmp_path: Path, module: str, line: str, named: str
-) -> None:
+# (module, wrong-way import appended to it, the importer the report must name)
+_WRONG_WAY = [
+    # the model reaching up into rendering (what model/history.py used to do)
+    ("model/world.py", "import generator.events.render", "generator.model.world"),
+    # rendering reaching up into the dataset
+    ("events/render.py", "import generator.dataset.plan", "generator.events.render"),
+    # the vocabulary depending on the model it sits below
+    ("vocabulary.py", "import generator.model.refs", "generator.vocabulary"),
+    # two peers that must stay independent
+    ("replay/plan.py", "import generator.load.shapes", "generator.replay.plan"),
+    # an import inside a function counts too
+    ("model/pools.py", "def _f():\n    import generator.cli", "generator.model.pools"),
+]
+
+
+def test_every_wrong_way_import_is_reported(tmp_path: Path) -> None:
+    # One lint run over one copy holding all of them: each must be named in the report.
     tree = _copy(tmp_path)
-    path = tree / "generator" / module
-    path.write_text(path.read_text() + "\n" + line + "\n")
+    for module, line, _ in _WRONG_WAY:
+        path = tree / "generator" / module
+        path.write_text(path.read_text() + "\n" + line + "\n")
     result = _lint(tree)
     assert result.returncode != 0
     assert "generator layers BROKEN" in result.stdout
-    assert named in result.stdout
+    for _, _, named in _WRONG_WAY:
+        assert named in result.stdout, named
 
 
 def test_a_new_top_level_module_must_be_placed_in_a_layer(tmp_path: Path) -> None:
