@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["CLIENT_TYPES", "EventType"]
+__all__ = ["CLIENT_TYPES", "EVENT_TYPE_NAMES", "EventType"]
 
 
 class EventType(IntEnum):
@@ -22,3 +22,5 @@ class EventType(IntEnum):
 
 # Types a client sends over the wire; TRACKING only ever exists in stored form.
 CLIENT_TYPES = frozenset(t for t in EventType if t is not EventType.TRACKING)
+# Every stored type by name, in code order: the registry that statistics and checks read.
+EVENT_TYPE_NAMES = tuple(t.name for t in EventType)
