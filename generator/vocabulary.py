@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["CLIENT_TYPES", "EMAIL_DOMAINS", "PAY_TYPES", "EventType"]
+__all__ = ["CLIENT_TYPES", "EMAIL_DOMAINS", "EVENT_TYPE_NAMES", "PAY_TYPES", "EventType"]
 
 
 class EventType(IntEnum):
@@ -25,6 +25,8 @@ class EventType(IntEnum):
 
 # Types a client sends over the wire; TRACKING only ever exists in stored form.
 CLIENT_TYPES = frozenset(t for t in EventType if t is not EventType.TRACKING)
+# Every stored type by name, in code order: the registry that statistics and checks read.
+EVENT_TYPE_NAMES = tuple(t.name for t in EventType)
 
 # A PAYMENT's pay_type; the model draws an index into this tuple.
 PAY_TYPES = ("Card", "PayPal", "Voucher", "Other")

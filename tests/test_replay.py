@@ -414,6 +414,11 @@ def test_permanent_failures_are_recorded_with_reasons_and_keys_stay_masked(
     manifest = orjson.loads((other / "manifest.json").read_bytes())
     manifest["clientKey"] = "WrongKey000000000000000000000XYZ"
     (other / "manifest.json").write_bytes(orjson.dumps(manifest))
+    # The events carry the same other key: a consistent dataset of a tenant the server lacks.
+    events = other / "events.jsonl"
+    events.write_bytes(
+        events.read_bytes().replace(CLIENT_KEY.encode(), manifest["clientKey"].encode())
+    )
     proc = run_replay(other, "--target", server.url)
     assert proc.returncode == 1 and "401" in proc.stderr and "****0XYZ" in proc.stderr
     assert "WrongKey" not in proc.stderr + proc.stdout

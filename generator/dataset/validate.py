@@ -13,37 +13,22 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import fastjsonschema
 import numpy as np
 import orjson
 
 from generator.dataset.answer_key import AnswerTags, outcomes
 from generator.dataset.reader import Dataset, DatasetError, open_dataset
-from generator.events.stored import ENVELOPE_FIELDS, ISO_MS, UUID, parse_iso_ms
+from generator.events.checker import StoredEventChecker, tracking_schema
+from generator.events.stored import UUID, parse_iso_ms
 from generator.events.types import EventType
 from generator.vocabulary import EMAIL_DOMAINS
 
 __all__ = ["Report", "tracking_schema", "validate_dataset"]
 
 _EXAMPLES = 5
-
-
-def tracking_schema() -> dict[str, Any]:
-    """The TRACKING JSON Schema shipped with the package (a copy of the spec's)."""
-    text = files("generator.events").joinpath("tracking-event.schema.json").read_bytes()
-    schema: dict[str, Any] = orjson.loads(text)
-    return schema
-
-
-def _compiled_schema() -> Callable[[Any], Any]:
-    schema = tracking_schema()
-    # fastjsonschema compiles draft-07; the schema uses nothing 2020-12 adds beyond $defs refs.
-    schema = {k: v for k, v in schema.items() if k not in ("$schema", "$id")}
-    return fastjsonschema.compile(schema)
 
 
 @dataclass
@@ -125,11 +110,9 @@ def _check_events(
     report: Report,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    client_key = manifest.get("clientKey")
     pos_table: dict[str, Any] = manifest.get("pointsOfSale", {})
     flows: dict[str, Any] = manifest.get("flows", {})
     flow_index = {name: i for i, name in enumerate(flows)}
-    flow_by_ref = {f["flowRef"]: name for name, f in flows.items()}
     variant_index = {
         name: {v["flowVariantRef"]: i for i, v in enumerate(f["variants"])}
         for name, f in flows.items()
@@ -137,7 +120,7 @@ def _check_events(
     goal_flows: dict[str, list[int]] = defaultdict(list)
     for name, f in flows.items():
         goal_flows[str(f.get("goalProductType", "")).upper()].append(flow_index[name])
-    schema = _compiled_schema()
+    checker = StoredEventChecker.for_dataset(manifest, browser_owner)
     guest_index = {ref: i for i, ref in enumerate(guests)}
 
     counts: Counter[str] = Counter()
@@ -160,44 +143,26 @@ def _check_events(
         if progress and line % 50_000 == 0:
             progress(line, size)
         where = f"line {line}"
-        if not isinstance(event, dict) or any(k not in event for k in ENVELOPE_FIELDS):
-            report.add("envelope", f"{where}: missing envelope fields")
+        problems = checker.problems(event)
+        for problem in problems:
+            report.add(problem.kind, f"{where}: {problem.message}")
+        if isinstance(event, dict) and isinstance(event.get("type"), str):
+            counts[event["type"]] += 1
+        if problems:
+            # The session, guest and answer-key checks below read what the checker vouched for.
             continue
         etype = event["type"]
-        counts[etype] += 1
-        if etype not in EventType.__members__:
-            report.add("type", f"{where}: unknown type {etype!r}")
-        if event["clientKey"] != client_key:
-            report.add("clientKey", f"{where}: clientKey differs from the manifest's")
-        if event["status"] != "PROCESSED":
-            report.add("status", f"{where}: status {event['status']!r}")
-        ref, created, modified = event["ref"], event["createdAt"], event["modifiedAt"]
-        if not (isinstance(ref, str) and UUID.match(ref)):
-            report.add("ref", f"{where}: ref {ref!r} is not a UUID")
-            continue
-        if not (ISO_MS.match(str(created)) and ISO_MS.match(str(modified))):
-            report.add("timestamp", f"{where}: createdAt/modifiedAt not ISO-8601 ms UTC")
-            continue
+        ref, created = event["ref"], event["createdAt"]
         ref_hashes.append(hash(ref))
-        if modified < created:
-            report.add("timestamp", f"{where}: modifiedAt before createdAt")
         key = (created, ref)
         if key <= last_key:
             report.add("order", f"{where}: not after the previous event by (createdAt, ref)")
         last_key = key
         created_ms = parse_iso_ms(created)
         pos, channel = event["pointOfSale"], event["channel"]
-        pos_info = pos_table.get(pos)
-        if pos_info is None:
-            report.add("pointOfSale", f"{where}: unknown point of sale {pos!r}")
-            continue
-        if channel not in pos_info.get("channels", [channel]):
-            report.add("channel", f"{where}: channel {channel!r} not used at {pos}")
+        pos_info = pos_table[pos]
         browser, session_ref = event["browserRef"], event["sessionRef"]
-        guest = browser_owner.get(browser)
-        if guest is None:
-            report.add("browser", f"{where}: browser {browser} is in no guest of guests.jsonl")
-            continue
+        guest = browser_owner[browser]
         seen_guests.add(guest)
         timeout_ms = int(pos_info["sessionTimeoutMinutes"]) * 60_000
 
@@ -230,9 +195,8 @@ def _check_events(
 
         data = event["arbitraryData"]
         if etype == "TRACKING":
-            _check_tracking(event, where, schema, flows, flow_by_ref, variant_index, guest, report)
-            fx = data.get("flowExecution", {}) if isinstance(data, dict) else {}
-            if str(fx.get("flowFriendlyId")) in flows:
+            fx = data["flowExecution"]
+            if fx["flowFriendlyId"] in flows:
                 friendly = fx["flowFriendlyId"]
                 vref = fx.get("flowVariantRef")
                 before = assigned.setdefault((guest, friendly), str(vref))
@@ -288,42 +252,6 @@ def _check_events(
         if record.get("type") != wants:
             report.add("guest type", f"guest {ref} is {record.get('type')}, should be {wants}")
     _check_manifest(manifest, counts, report, guests, seen_guests, t_rows, o_rows)
-
-
-def _check_tracking(
-    event: dict[str, Any],
-    where: str,
-    schema: Callable[[Any], Any],
-    flows: dict[str, Any],
-    flow_by_ref: dict[str, str],
-    variant_index: dict[str, dict[str, int]],
-    guest: str,
-    report: Report,
-) -> None:
-    try:
-        schema(event)
-    except fastjsonschema.JsonSchemaException as exc:
-        report.add("tracking schema", f"{where}: {exc}")
-        return
-    data = event["arbitraryData"]
-    fx = data["flowExecution"]
-    v3 = data["_bx_arbitraryDataV3ga"]
-    if not (event["flowExecutionRef"] == fx["ref"] == v3["bxt"]["flowExecution"]["ref"]):
-        report.add("tracking refs", f"{where}: the three flow execution refs differ")
-    if v3["bxt"]["flowExecution"] != fx:
-        report.add("tracking copy", f"{where}: bxt.flowExecution differs from flowExecution")
-    if v3["core"] != {"pointOfSale": event["pointOfSale"], "channel": event["channel"]}:
-        report.add("tracking core", f"{where}: core pointOfSale/channel differ from the envelope")
-    created_ms = parse_iso_ms(event["createdAt"])
-    if not 0 < created_ms - fx["occurredAt"] < 60_000:
-        report.add("tracking time", f"{where}: createdAt is not shortly after occurredAt")
-    if fx["guestRef"] != guest:
-        report.add("tracking guest", f"{where}: guestRef is not the owner of browserRef")
-    friendly = fx["flowFriendlyId"]
-    if flow_by_ref.get(fx["flowRef"]) != friendly:
-        report.add("tracking flow", f"{where}: flowRef/flowFriendlyId not a flow of the manifest")
-    elif fx["flowVariantRef"] not in variant_index[friendly]:
-        report.add("tracking flow", f"{where}: flowVariantRef is not a variant of {friendly}")
 
 
 def _check_manifest(

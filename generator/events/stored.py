@@ -9,6 +9,7 @@ from typing import Any
 __all__ = [
     "ENVELOPE_FIELDS",
     "ISO_MS",
+    "TRACKING_FIELDS",
     "UUID",
     "envelope",
     "iso_ms",
@@ -30,6 +31,8 @@ ENVELOPE_FIELDS = (
     "sessionRef",
     "arbitraryData",
 )
+# A TRACKING event's top-level fields: the envelope with flowExecutionRef before arbitraryData.
+TRACKING_FIELDS = (*ENVELOPE_FIELDS[:-1], "flowExecutionRef", ENVELOPE_FIELDS[-1])
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ISO_MS = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")
 

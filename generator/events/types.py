@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from generator.vocabulary import CLIENT_TYPES, EventType
+from generator.vocabulary import CLIENT_TYPES, EVENT_TYPE_NAMES, EventType
 
-__all__ = ["CLIENT_TYPES", "EventType"]
+__all__ = ["CLIENT_TYPES", "EVENT_TYPE_NAMES", "EventType"]

@@ -13,13 +13,11 @@ from typing import Any
 import orjson
 
 from generator.dataset.reader import Dataset, DatasetError, open_dataset
-from generator.events.types import EventType
+from generator.events.checker import StoredEventChecker
 from generator.events.wire import WireRequest, browser_create, call_flow, client_event
 
 __all__ = ["ReplayPlan", "ReplayStep", "browser_key"]
 
-_KNOWN_TYPES = frozenset(t.name for t in EventType)
-_ENVELOPE = ("ref", "type", "browserRef", "createdAt", "channel", "pointOfSale", "clientKey")
 # Browser-create keys are derived, not random: a resumed run must send the same key again.
 _BROWSER_NAMESPACE = uuid.UUID("6f1c2b9e-5d0a-4c8e-9a51-3b7e2f4d8c10")
 
@@ -65,6 +63,7 @@ class ReplayPlan:
         self.counts: dict[str, int] = dict(counts)
         self.total = sum(self.counts.values())
         self.owner = self._browser_owners()
+        self._checker = StoredEventChecker.for_dataset(self.manifest, self.owner)
         self.fingerprint = self._fingerprint()
 
     @classmethod
@@ -143,31 +142,10 @@ class ReplayPlan:
             yield step
 
     def _validate(self, path: Path, line_no: int, event: Any) -> None:
-        if not isinstance(event, dict) or any(not isinstance(event.get(k), str) for k in _ENVELOPE):
-            raise DatasetError(
-                f"{path}: line {line_no}: not a stored event (needs {', '.join(_ENVELOPE)})"
-            )
-        kind = event["type"]
-        if kind not in _KNOWN_TYPES:
-            raise DatasetError(f"{path}: line {line_no}: unknown event type {kind!r}")
-        if not isinstance(event.get("arbitraryData"), dict) or (
-            kind == "TRACKING" and "flowExecution" not in event["arbitraryData"]
-        ):
-            raise DatasetError(f"{path}: line {line_no}: arbitraryData missing or incomplete")
-        if event["pointOfSale"] not in self.points_of_sale:
-            raise DatasetError(
-                f"{path}: line {line_no}: point of sale {event['pointOfSale']!r} "
-                "is not in the manifest"
-            )
-        if event["browserRef"] not in self.owner:
-            raise DatasetError(
-                f"{path}: line {line_no}: browser {event['browserRef']} is in no guest of "
-                "guests.jsonl"
-            )
-        try:
-            dt.datetime.fromisoformat(event["createdAt"])
-        except ValueError:
-            raise DatasetError(f"{path}: line {line_no}: createdAt is not ISO-8601") from None
+        """The dataset checker's first problem with the event, as a DatasetError."""
+        problem = self._checker.first(event)
+        if problem is not None:
+            raise DatasetError(f"{path}: line {line_no}: {problem.message}")
 
     def request(self, step: ReplayStep, browser_id: str) -> WireRequest:
         """The wire request that makes the server store this step's event."""

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from generator.events.types import EVENT_TYPE_NAMES
 from generator.events.wire import GUEST_HINT
 from generator.profile import Profile
 from generator.redaction import mask_key
@@ -294,18 +295,8 @@ class StreamApp:
 
 
 _GONE = error(499, "client_gone", "the request ended before it was answered")
-_STAT_TYPES = (
-    "VIEW",
-    "SEARCH",
-    "IDENTITY",
-    "ADD",
-    "CONFIRM",
-    "CHECKOUT",
-    "PAYMENT",
-    "CLEAR_CART",
-    "FORCE_CLOSE",
-    "TRACKING",
-)
+# Every known type shows in the statistics, stored or not.
+_STAT_TYPES = EVENT_TYPE_NAMES
 
 
 def _log(line: str) -> None:
