@@ -191,7 +191,8 @@ def check_parts(
         name = f"shard {shard[0]} of {shard[1]}"
         if r.content_sha256 != ref.content_sha256:
             problems.append(
-                f"{name} was made from profile {_label(r)} but {ref_name} from profile {_label(ref)}"
+                f"{name} was made from profile {_label(r)} "
+                f"but {ref_name} from profile {_label(ref)}"
             )
         if r.seed != ref.seed:
             problems.append(
