@@ -97,7 +97,9 @@ def register(app: typer.Typer) -> None:
     def _merge(
         out: Path = typer.Argument(..., help="Directory holding every shard's parts."),
         profile: str = typer.Option(
-            ..., "--profile", help="The profile the shards were made from."
+            ...,
+            "--profile",
+            help="The profile the shards were made from (checked against what their parts record).",
         ),
         workers: int = typer.Option(1, "--workers", min=1, max=64),
     ) -> None:

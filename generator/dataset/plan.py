@@ -20,6 +20,7 @@ __all__ = [
     "blocks_of",
     "make_plan",
     "parts_dir",
+    "profile_digest",
     "renderer_for",
     "shard_dir",
     "simulate",
@@ -137,14 +138,19 @@ def sort_position(key: bytes) -> tuple[int, int, int]:
     return int(key[:15]), int(key[15:35]), int(key[35:55])
 
 
+def profile_digest(profile: Profile) -> str:
+    """The sha256 of a profile's validated settings: what decides the bytes, however the file
+    is laid out or wherever it lives."""
+    return hashlib.sha256(profile.model_dump_json().encode()).hexdigest()
+
+
 _renderers: dict[tuple[str, int, float, int], BlockRenderer] = {}
 
 
 def renderer_for(profile: Profile, plan: Plan) -> BlockRenderer:
     """One renderer per process and plan (its pools and pieces are built once). Keyed by the
     profile's whole content: two profiles may share a name, and workers get copies, not it."""
-    content = hashlib.sha256(profile.model_dump_json().encode()).hexdigest()
-    key = (content, plan.seed, plan.days, plan.guests)
+    key = (profile_digest(profile), plan.seed, plan.days, plan.guests)
     if key not in _renderers:
         _renderers.clear()
         _renderers[key] = BlockRenderer(

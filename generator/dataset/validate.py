@@ -4,8 +4,9 @@ Checked per event (envelope, TRACKING schema and section-1 invariants, order by 
 unique refs), per session (one browser, point of sale and channel; no gap over the timeout; nothing
 after FORCE_CLOSE; a browser's sessions never overlap; carts: CONFIRM only items ADDed, CHECKOUT
 after CONFIRM, PAYMENT after CHECKOUT), per guest and flow (browsers belong to their guest; one
-variant per guest and flow; CUSTOMER exactly when identified; emails on reserved domains), and the
-manifest (counts by type, guests, and the answer key recomputed from the events).
+variant per guest and flow; CUSTOMER exactly when identified; emails on reserved domains; the
+guest's point of sale that of its events), and the manifest (counts by type, guests, and the
+answer key recomputed from the events).
 """
 
 from __future__ import annotations
@@ -251,7 +252,31 @@ def _check_events(
         wants = "CUSTOMER" if ref in identified else "VISITOR"
         if record.get("type") != wants:
             report.add("guest type", f"guest {ref} is {record.get('type')}, should be {wants}")
+    _check_guest_points_of_sale(guests, browser_owner, sessions, report)
     _check_manifest(manifest, counts, report, guests, seen_guests, t_rows, o_rows)
+
+
+def _check_guest_points_of_sale(
+    guests: dict[str, dict[str, Any]],
+    browser_owner: dict[str, str],
+    sessions: dict[str, _Session],
+    report: Report,
+) -> None:
+    """Each guest's pointOfSale is the one of all its events. A session holds one point of sale
+    (checked per event), so its guest's sessions say what its events say."""
+    said: dict[str, Counter[str]] = defaultdict(Counter)
+    for s in sessions.values():
+        said[browser_owner[s.browser]][s.pos] += 1
+    for ref, by_pos in said.items():
+        pos = guests[ref].get("pointOfSale")
+        other = sorted(p for p in by_pos if p != pos)
+        if other:
+            report.add(
+                "guest pointOfSale",
+                f"guest {ref}: guests.jsonl says point of sale {pos!r}, "
+                f"{sum(by_pos[p] for p in other)} of its sessions are at "
+                f"{', '.join(map(repr, other))}",
+            )
 
 
 def _check_manifest(

@@ -48,6 +48,7 @@ from generator.dataset.plan import (
     shard_dir,
     sort_position,
 )
+from generator.dataset.provenance import Provenance, check_parts, write_provenance
 from generator.errors import CdpsimError
 from generator.events.types import EventType
 from generator.profile import Profile
@@ -99,9 +100,21 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
         events=req.events,
         gzip=req.gzip,
     )
+    record = Provenance.of_run(
+        req.profile,
+        seed=plan.seed,
+        shard=req.shard,
+        events=req.events,
+        days=req.days,
+        guests=req.guests,
+        gzip=req.gzip,
+    )
+    # Before any work: other shards' parts already here must belong to this same run.
+    check_parts(out, req.profile, this=record, complete=False)
     mine = shard_dir(out, req.shard)
     if mine.exists():
         shutil.rmtree(mine)
+    write_provenance(out, record)
     # Built once here: forked workers inherit it instead of each building its own.
     world = renderer_for(req.profile, plan).world
     blocks = len(blocks_of(world, req.shard, 0, 1))
@@ -214,16 +227,15 @@ def merge_parts(
 ) -> GenerateResult:
     """Phases B and C: from every shard's parts to the finished dataset in `out`."""
     keep_freed_memory()
-    metas_paths = sorted(parts_dir(out).glob("shard-*/counts.json"))
-    if not metas_paths:
-        raise CdpsimError(f"{out}: no generated parts to merge", 2)
-    metas = [orjson.loads(p.read_bytes()) for p in metas_paths]
-    plans = {orjson.dumps(m["plan"]) for m in metas}
-    shard_ns = {p.parent.name.rsplit("-", 1)[1] for p in metas_paths}
-    if len(plans) != 1 or len(shard_ns) != 1 or len(metas) != int(next(iter(shard_ns))):
+    # Names what is wrong (another profile, seed, size or shard count; a missing shard).
+    records = check_parts(out, profile, complete=True)
+    metas = [orjson.loads((shard_dir(out, r.shard) / "counts.json").read_bytes()) for r in records]
+    if len({orjson.dumps(m["plan"]) for m in metas}) != 1:
+        # Same request, other plans: made by cdpsim versions that size a run differently.
         raise CdpsimError(
-            f"{out}: the parts come from different runs (profile, seed, size or shard count "
-            "differ); remove .parts and generate again",
+            f"{out}: the shards planned the run differently (made by cdpsim "
+            f"{', '.join(sorted({r.generator for r in records}))}); remove .parts and generate "
+            "again",
             2,
         )
     plan = Plan.from_json(metas[0]["plan"])
