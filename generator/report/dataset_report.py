@@ -216,7 +216,7 @@ class _Figures:
         self.basket_items: Counter[int] = Counter()
         self.items_total = 0
         self.order_value: dict[str, Counter[float]] = {}
-        self.order_value_total: Counter[str] = Counter()
+        self.order_value_total: dict[str, float] = {}
         self.orders_by_currency: Counter[str] = Counter()
         self.guest_types: Counter[str] = Counter()
 
@@ -316,7 +316,7 @@ def compute_dataset_figures(
             s.pages += 1
         elif etype == "TRACKING":
             fx = data.get("flowExecution") or {}
-            f = flow_index.get(fx.get("flowFriendlyId"))
+            f = flow_index.get(str(fx.get("flowFriendlyId")))
             if f is not None:
                 v = variant_index[flow_names[f]].get(fx.get("flowVariantRef"))
                 if v is not None:
@@ -346,7 +346,7 @@ def compute_dataset_figures(
                 fig.basket_items[s.cart_qty] += 1
                 cur = s.currency or str(data.get("currency", ""))
                 fig.orders_by_currency[cur] += 1
-                fig.order_value_total[cur] += s.cart_value
+                fig.order_value_total[cur] = fig.order_value_total.get(cur, 0.0) + s.cart_value
                 fig.order_value.setdefault(cur, Counter())[_round_sig(s.cart_value)] += 1
                 if s.cart_open:
                     fig.carts_purchased += 1
