@@ -35,6 +35,7 @@ padding:12px 20px}
 section h2{font-size:17px;margin:8px 0 4px}
 section p.note{color:#6b7280;font-size:13px;margin:2px 0 8px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:8px}
+.grid>div{min-width:0;overflow:hidden}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0}
 .card{background:#f9fafb;border:1px solid #e5e7eb;border-radius:8px;padding:8px 14px;
 min-width:120px}
@@ -622,7 +623,7 @@ def load_html(fig: dict[str, Any]) -> str:
             "layout": {
                 "title": {"text": "Latency percentiles (ms)"},
                 "xaxis": {"title": {"text": "seconds"}},
-                "yaxis": {"type": "log"},
+                "yaxis": {"rangemode": "tozero"},
                 "legend": {"orientation": "h", "y": -0.25},
             },
         },

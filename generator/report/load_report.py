@@ -31,6 +31,11 @@ def _number(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _count(text: str | None) -> int | None:
+    value = _number(text)
+    return None if value is None else int(value)
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
@@ -75,8 +80,8 @@ def _endpoints(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
             {
                 "method": r.get("Type", ""),
                 "name": r.get("Name", ""),
-                "requests": _number(r.get("Request Count")),
-                "failures": _number(r.get("Failure Count")),
+                "requests": _count(r.get("Request Count")),
+                "failures": _count(r.get("Failure Count")),
                 "rps": _number(r.get("Requests/s")),
                 **{key: _number(r.get(column)) for column, key in _PERCENTILES},
             }
