@@ -24,6 +24,7 @@ _LAYOUT: dict[str, Any] = {
 }
 _COLOURS = ("#2563eb", "#f97316", "#10b981", "#a855f7", "#ef4444", "#eab308", "#0ea5e9")
 
+# Fixed columns: each plot is sized as its script runs, before the cells after it exist.
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f5f6f8;
 color:#1f2937}
@@ -34,8 +35,9 @@ section{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);
 padding:12px 20px}
 section h2{font-size:17px;margin:8px 0 4px}
 section p.note{color:#6b7280;font-size:13px;margin:2px 0 8px}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:8px}
+.grid{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:8px}
 .grid>div{min-width:0;overflow:hidden}
+@media (max-width:900px){.grid{grid-template-columns:minmax(0,1fr)}}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0}
 .card{background:#f9fafb;border:1px solid #e5e7eb;border-radius:8px;padding:8px 14px;
 min-width:120px}
@@ -332,24 +334,27 @@ def dataset_html(fig: dict[str, Any]) -> str:
                 "items",
                 "orders",
             ),
-            {
-                "data": [
-                    {
-                        "type": "bar",
-                        "name": cur,
-                        "x": h["value"],
-                        "y": h["count"],
-                        "marker": {"color": _COLOURS[i % len(_COLOURS)]},
-                    }
-                    for i, (cur, h) in enumerate(beh["orderValue"].items())
-                ],
-                "layout": {
-                    "title": {"text": "Order values (2 significant figures)"},
-                    "xaxis": {"title": {"text": "order value"}},
-                    "yaxis": {"title": {"text": "orders"}},
-                    "legend": {"orientation": "h", "y": -0.2},
-                },
-            },
+            *[
+                {
+                    "data": [
+                        {
+                            # Binned by plotly from (value, count) pairs: a histogram of sums.
+                            "type": "histogram",
+                            "histfunc": "sum",
+                            "x": h["value"],
+                            "y": h["count"],
+                            "nbinsx": 30,
+                            "marker": {"color": _COLOURS[(i + 1) % len(_COLOURS)]},
+                        }
+                    ],
+                    "layout": {
+                        "title": {"text": f"Order values in {cur}"},
+                        "xaxis": {"title": {"text": cur}},
+                        "yaxis": {"title": {"text": "orders"}},
+                    },
+                }
+                for i, (cur, h) in enumerate(beh["orderValue"].items())
+            ],
         ]
     )
     aov = ", ".join(f"{_e(c)} {v:,.2f}" for c, v in beh["averageOrderValue"].items()) or "–"
