@@ -329,7 +329,7 @@ def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[st
         "--disable-sync",
         "--host-resolver-rules=MAP * ~NOTFOUND",
         f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=10000",
+        "--virtual-time-budget=5000",
         *args,
     ]
     # Its own process group, so a hang ends every process it started.
@@ -355,7 +355,18 @@ def test_chromium_draws_both_reports_without_script_errors(
 ) -> None:
     _, fig = build(multi_dataset, tmp_path / "dataset.html")
     for page in (tmp_path / "dataset.html", load_report / "cdpsim-report.html"):
-        dom = _chromium(["--dump-dom", page.as_uri()], tmp_path)
+        shot = tmp_path / f"{page.stem}.png"
+        # One run both draws the screenshot and prints the DOM after the scripts ran.
+        dom = _chromium(
+            [
+                "--window-size=1280,2400",
+                "--hide-scrollbars",
+                f"--screenshot={shot}",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            tmp_path,
+        )
         assert dom.returncode == 0, dom.stderr[-2000:]
         root = dom.stdout[: dom.stdout.index(">", dom.stdout.index("<html")) + 1]
         assert 'data-cdpsim-ready="1"' in root, root
@@ -363,11 +374,26 @@ def test_chromium_draws_both_reports_without_script_errors(
         drawn, total = root.split('data-cdpsim-plots="')[1].split('"')[0].split("/")
         assert drawn == total
         assert int(total) == page.read_text(encoding="utf-8").count('class="plotly-graph-div"') >= 4
-        shot = tmp_path / f"{page.stem}.png"
-        taken = _chromium(
-            ["--window-size=1280,2400", "--hide-scrollbars", f"--screenshot={shot}", page.as_uri()],
-            tmp_path,
-        )
-        assert taken.returncode == 0, taken.stderr[-2000:]
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(fig["traffic"]["sessionsByLocalHourWeekday"]) == 4  # one heatmap per point of sale
+    # The error marker does see a script error: the same page with one thrown.
+    broken = tmp_path / "broken.html"
+    text = (load_report / "cdpsim-report.html").read_text(encoding="utf-8")
+    marker = '<script type="application/json"'
+    broken.write_text(text.replace(marker, '<script>throw new Error("x")</script>' + marker, 1))
+    dom = _chromium(["--dump-dom", broken.as_uri()], tmp_path)
+    root = dom.stdout[: dom.stdout.index(">", dom.stdout.index("<html")) + 1]
+    assert 'data-cdpsim-errors="1"' in root and 'data-cdpsim-ready="1"' in root, root
+
+
+def test_the_self_contained_check_catches_outside_references(
+    smoke_dataset: Path, tmp_path: Path
+) -> None:
+    page, _ = build(smoke_dataset, tmp_path / "r.html")
+    for bad in (
+        '<script src="https://cdn.example.com/plotly.js"></script>',
+        '<a href="locust.html">Locust</a>',
+        "<style>body{background:url(http://example.com/x.png)}</style>",
+    ):
+        with pytest.raises(AssertionError):
+            assert_self_contained(page.replace("</main>", bad + "</main>", 1))
