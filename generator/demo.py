@@ -15,9 +15,8 @@ from generator.dataset.reader import open_dataset
 from generator.dataset.validate import validate_dataset
 from generator.dataset.writer import GenerateRequest, generate
 from generator.errors import CdpsimError
-from generator.keys import mask_key
-from generator.profile import load_profile
-from generator.profiles import DEFAULT_PROFILE
+from generator.profile import DEFAULT_PROFILE, load_profile
+from generator.redaction import mask_key
 
 __all__ = ["run_demo"]
 

@@ -1,6 +1,6 @@
 """Locust scenario: stored-form events posted to an ingestion URL, one by one or as NDJSON."""
 
-from generator.load.station import install
+from generator.load.process_state import install
 from generator.load.users import IngestClient, ProfileShape
 
 install()

@@ -1,6 +1,6 @@
 """Locust scenario: guests living the model's journeys against a Stream API (`cdpsim load`)."""
 
-from generator.load.station import install
+from generator.load.process_state import install
 from generator.load.users import JourneyGuest, ProfileShape
 
 install()

@@ -1,4 +1,4 @@
-"""Load-test parts without a network: shapes, target checks, tallies, journeys, decks, verdicts."""
+"""Load-test parts without a network: shapes, target checks, counters, journeys, verdicts."""
 
 from __future__ import annotations
 
@@ -12,19 +12,19 @@ import orjson
 import pytest
 import yaml
 
+from generator.endpoint import Endpoint, is_loopback, parse_endpoint
 from generator.errors import CdpsimError
 from generator.events.wire import client_event
-from generator.keys import redact
-from generator.load.journeys import JourneyCompiler, StepKind
-from generator.load.kitchen import cook, recipe
+from generator.load.counters import Counters, merge_counters
+from generator.load.guest_cache import GuestCache
+from generator.load.guest_simulator import codec_for, simulate_packed
+from generator.load.journeys import JourneyCompiler, JourneyStepKind
 from generator.load.plan import parse_duration
 from generator.load.shapes import ShapeSpec, users_at
-from generator.load.stock import Stock
 from generator.load.summary import Slo, build_summary, reconcile
-from generator.load.tally import Tally, merge_tallies
-from generator.load.target import parse_target
 from generator.model.history import guest_histories
 from generator.profile import load_profile
+from generator.redaction import redact
 
 SMOKE = str(Path(__file__).resolve().parents[1] / "profiles" / "smoke.yaml")
 
@@ -118,6 +118,10 @@ def test_duration_parsing() -> None:
             parse_duration(bad)
 
 
+def parse_target(url: str, *, allow_remote: bool) -> Endpoint:
+    return parse_endpoint(url, option="--host", allow_remote=allow_remote, why_local="load")
+
+
 def test_only_loopback_targets_without_allow_remote() -> None:
     for url in (
         "http://127.0.0.1:8080",
@@ -136,15 +140,24 @@ def test_only_loopback_targets_without_allow_remote() -> None:
         parse_target("http://127.0.0.1:8080/v1.2/events", allow_remote=False)
 
 
+def test_one_loopback_rule_for_load_replay_and_serve() -> None:
+    # The same names and addresses count as local for every command (serve used to refuse
+    # ip6-localhost while load took it).
+    for host in ("localhost", "ip6-localhost", "127.0.0.1", "127.9.9.9", "::1", "[::1]"):
+        assert is_loopback(host), host
+    for host in ("0.0.0.0", "10.0.0.5", "example.com", "localhost.example.com", "::"):
+        assert not is_loopback(host), host
+
+
 def test_merged_histograms_equal_one_histogram_of_everything() -> None:
     rng = random.Random(11)
     values = [rng.lognormvariate(0, 1.2) for _ in range(5000)]
-    parts = [Tally() for _ in range(3)]
-    whole = Tally()
+    parts = [Counters() for _ in range(3)]
+    whole = Counters()
     for i, ms in enumerate(values):
         parts[i % 3].record(status=201, response_time_ms=ms, start_s=1000 + i, error=None)
         whole.record(status=201, response_time_ms=ms, start_s=1000 + i, error=None)
-    merged = merge_tallies([Tally.from_json(p.to_json()) for p in parts])
+    merged = merge_counters([Counters.from_json(p.to_json()) for p in parts])
     assert merged.requests == whole.requests == 5000
     for p in (50, 95, 99, 99.9, 100):
         assert merged.latency_us.get_value_at_percentile(
@@ -152,7 +165,7 @@ def test_merged_histograms_equal_one_histogram_of_everything() -> None:
         ) == whole.latency_us.get_value_at_percentile(p)
     assert merged.first_ms == whole.first_ms and merged.last_ms == whole.last_ms
     # Sub-millisecond resolution: 0.25 ms is recorded as 250 us, not rounded to a whole ms.
-    fine = Tally()
+    fine = Counters()
     fine.record(status=200, response_time_ms=0.25, start_s=1.0, error=None)
     assert fine.latency_us.get_value_at_percentile(50) == 250
 
@@ -164,21 +177,21 @@ def test_journeys_replay_the_history_with_the_browser_id_spliced_in() -> None:
     assert histories
     for history in histories:
         journey = compiler.compile(history)
-        browsers = [s for s in journey.steps if s.kind is StepKind.BROWSER]
+        browsers = [s for s in journey.steps if s.kind is JourneyStepKind.BROWSER]
         assert len(browsers) == len(history.browsers)
-        assert all(s.kind is StepKind.BROWSER for s in journey.steps[: len(browsers)])
+        assert all(s.kind is JourneyStepKind.BROWSER for s in journey.steps[: len(browsers)])
         sends = journey.steps[len(browsers) :]
         assert journey.events == len(sends) == len(history.events)
         assert all(0 <= s.delay <= 5.0 for s in journey.steps)
         for step, event in zip(sends, history.events, strict=True):
             body = orjson.loads(step.body("b-123"))
             if event["type"] == "TRACKING":
-                assert step.kind is StepKind.FLOW and step.path == "/v2/callFlows"
+                assert step.kind is JourneyStepKind.FLOW and step.path == "/v2/callFlows"
                 assert body["browserId"] == "b-123"
                 flow = event["arbitraryData"]["flowExecution"]["flowFriendlyId"]
                 assert body["friendlyId"] == flow
             else:
-                assert step.kind is StepKind.EVENT
+                assert step.kind is JourneyStepKind.EVENT
                 assert body == client_event(event, "b-123").body
 
 
@@ -186,9 +199,9 @@ def test_kitchen_packing_round_trips() -> None:
     profile = load_profile(SMOKE)
     compiler = JourneyCompiler(profile, think_time_scale=0.01, max_think=5.0)
     histories = [h for h in guest_histories(profile, seed=5) if h.events][:20]
-    pack, unpack = recipe("journeys", profile, think_time_scale=0.01, max_think=5.0)
+    pack, unpack = codec_for("journeys", profile, think_time_scale=0.01, max_think=5.0)
     assert [unpack(pack(h)) for h in histories] == [compiler.compile(h) for h in histories]
-    pack, unpack = recipe("lines", profile, think_time_scale=0.0, max_think=0.0)
+    pack, unpack = codec_for("lines", profile, think_time_scale=0.0, max_think=0.0)
     for h in histories:
         assert [orjson.loads(line) for line in unpack(pack(h))] == list(h.events)
 
@@ -197,29 +210,29 @@ def test_decks_are_repeatable_and_workers_do_not_share_guests() -> None:
     profile = load_profile(SMOKE)
 
     def order(seed: int, block: int) -> list[bytes]:
-        return cook(profile, lambda h: h.guest_ref.encode(), seed, block)
+        return simulate_packed(profile, lambda h: h.guest_ref.encode(), seed, block)
 
-    def stock(worker: int) -> Stock[str]:
-        return Stock(order, bytes.decode, root_seed=9, worker=worker, stride=4)
+    def cache(worker: int) -> GuestCache[str]:
+        return GuestCache(order, bytes.decode, root_seed=9, worker=worker, stride=4)
 
-    stocks = {w: stock(w) for w in (0, 1)}
+    caches = {w: cache(w) for w in (0, 1)}
 
     def refs(worker: int, serial: int, n: int = 30) -> list[str]:
-        deck = stocks[worker].deck(serial)
-        return [next(deck) for _ in range(n)]
+        sequence = caches[worker].sequence(serial)
+        return [next(sequence) for _ in range(n)]
 
     assert refs(0, 1) == refs(0, 1)
-    assert next(stock(0).deck(1)) == refs(0, 1, 1)[0]
+    assert next(cache(0).sequence(1)) == refs(0, 1, 1)[0]
     users = [refs(w, s) for w in (0, 1) for s in range(4)]
     everyone = [r for user in users for r in user]
     assert len(set(everyone)) == len(everyone)
 
 
 def test_reconciliation_and_verdicts() -> None:
-    tally = Tally(events_sent=10, events_acknowledged=9)
+    counters = Counters(events_sent=10, events_acknowledged=9)
     for i in range(10):
-        tally.record(status=201, response_time_ms=2.0 + i, start_s=float(i), error=None)
-    assert reconcile(tally, {"total": 9, "duplicates": 0}) == {
+        counters.record(status=201, response_time_ms=2.0 + i, start_s=float(i), error=None)
+    assert reconcile(counters, {"total": 9, "duplicates": 0}) == {
         "sent": 10,
         "acknowledged": 9,
         "cut_at_stop": 0,
@@ -227,17 +240,17 @@ def test_reconciliation_and_verdicts() -> None:
         "lost": 0,
         "duplicated": 0,
     }
-    lost = reconcile(tally, {"total": 7, "duplicates": 0})
+    lost = reconcile(counters, {"total": 7, "duplicates": 0})
     assert lost["lost"] == 2
-    assert reconcile(tally, {"total": 9, "duplicates": 2})["duplicated"] == 2
-    assert reconcile(tally, {"total": 12, "duplicates": 0})["duplicated"] == 2
+    assert reconcile(counters, {"total": 9, "duplicates": 2})["duplicated"] == 2
+    assert reconcile(counters, {"total": 12, "duplicates": 0})["duplicated"] == 2
     run = {"scenario": "journeys"}
-    held = build_summary(tally, run=run, reconciliation=None, omitted_reason="x", slo=Slo())
+    held = build_summary(counters, run=run, reconciliation=None, omitted_reason="x", slo=Slo())
     assert (held["verdict"], held["exit_code"]) == ("held", 0)
-    summary = build_summary(tally, run=run, reconciliation=lost, omitted_reason=None, slo=Slo())
+    summary = build_summary(counters, run=run, reconciliation=lost, omitted_reason=None, slo=Slo())
     assert (summary["verdict"], summary["exit_code"]) == ("events_lost", 3)
     slow = build_summary(
-        tally, run=run, reconciliation=None, omitted_reason="x", slo=Slo(max_p95_ms=5.0)
+        counters, run=run, reconciliation=None, omitted_reason="x", slo=Slo(max_p95_ms=5.0)
     )
     assert (slow["verdict"], slow["exit_code"]) == ("slo_breach", 1)
     assert slow["latency_ms"]["p95"] == pytest.approx(11.0, abs=0.02)

@@ -7,7 +7,6 @@ import hashlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,13 +17,13 @@ from typing import Any
 import orjson
 import pytest
 
+from generator.endpoint import Endpoint, EndpointError, free_port, parse_endpoint
 from generator.events.stored import envelope, iso_ms, tracking_event
 from generator.replay.checkpoint import Checkpoint, CheckpointError
 from generator.replay.pacing import RateLimit, Timeline
-from generator.replay.plan import Plan, browser_key
+from generator.replay.plan import ReplayPlan, browser_key
 from generator.replay.retry import RetryPolicy, parse_retry_after
-from generator.replay.tally import Tally
-from generator.replay.target import Target, TargetError
+from generator.replay.totals import ReplayTotals
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "profiles" / "smoke.yaml"
@@ -175,12 +174,6 @@ def report_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return orjson.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server() -> Any:
     from generator.server.process import EmbeddedServer
@@ -231,13 +224,13 @@ def test_checkpoint_refuses_other_dataset_target_and_garbage(tmp_path: Path) -> 
 
 
 def test_tally_keeps_counts_by_reason_and_a_bounded_sample() -> None:
-    tally = Tally()
+    tally = ReplayTotals()
     for i in range(80):
         tally.fail(seq=i, ref=f"r{i}", kind="VIEW", reason="400 bad_type" if i % 2 else "404 x")
     assert tally.failed == 80
     assert tally.failed_by_reason == {"404 x": 40, "400 bad_type": 40}
     assert len(tally.failure_samples) == 50
-    assert Tally.from_json(tally.to_json()) == tally
+    assert ReplayTotals.from_json(tally.to_json()) == tally
 
 
 def test_backoff_grows_with_jitter_under_the_cap_and_honours_retry_after() -> None:
@@ -273,18 +266,23 @@ def test_rate_limit_spaces_slots_evenly_and_timeline_scales_gaps() -> None:
 
 
 def test_target_must_be_loopback_unless_allowed() -> None:
-    assert Target.parse("http://127.0.0.1:8080/").url == "http://127.0.0.1:8080"
-    assert Target.parse("http://localhost:8080").is_loopback()
-    assert Target.parse("https://[::1]:9/base").base_path == "/base"
-    with pytest.raises(TargetError, match="--allow-remote"):
-        Target.parse("http://192.0.2.10:8080")
-    assert Target.parse("http://192.0.2.10:8080", allow_remote=True).host == "192.0.2.10"
-    with pytest.raises(TargetError, match="expected a URL"):
-        Target.parse("127.0.0.1:8080")
+    def target(url: str, allow_remote: bool = False) -> Endpoint:
+        return parse_endpoint(
+            url, option="--target", allow_remote=allow_remote, why_local="x", base_path=True
+        )
+
+    assert target("http://127.0.0.1:8080/").url == "http://127.0.0.1:8080"
+    assert target("http://localhost:8080").loopback
+    assert target("https://[::1]:9/base").base_path == "/base"
+    with pytest.raises(EndpointError, match="--allow-remote"):
+        target("http://192.0.2.10:8080")
+    assert target("http://192.0.2.10:8080", allow_remote=True).host == "192.0.2.10"
+    with pytest.raises(EndpointError, match="give a URL"):
+        target("127.0.0.1:8080")
 
 
 def test_plan_orders_steps_per_guest_and_builds_wire_requests(tmp_path: Path) -> None:
-    plan = Plan.open(make_dataset(tmp_path / "ds", guests=5, gz=True))
+    plan = ReplayPlan.open(make_dataset(tmp_path / "ds", guests=5, gz=True))
     assert plan.check() == dataset_counts(tmp_path / "ds")
     steps = list(plan.steps())
     assert [s.seq for s in steps] == list(range(1, len(steps) + 1))
@@ -299,18 +297,18 @@ def test_plan_orders_steps_per_guest_and_builds_wire_requests(tmp_path: Path) ->
     view = plan.request(steps[0], "server-browser")
     assert (view.path, view.body and view.body["browser_id"]) == ("/v1.2/events", "server-browser")
     assert browser_key("b1") == browser_key("b1") != browser_key("b2")
-    assert plan.fingerprint == Plan.open(tmp_path / "ds").fingerprint
+    assert plan.fingerprint == ReplayPlan.open(tmp_path / "ds").fingerprint
 
 
 def test_a_flow_call_answered_without_a_run_is_told_apart() -> None:
     from generator.replay.run import _outside_allocation
-    from generator.replay.sender import Answer, Outcome
+    from generator.replay.sender import Outcome, Reply
 
     outside = b'{"friendlyId":"f","flowRef":"r","variant":null,"reason":"outside allocation"}'
-    assert _outside_allocation(Answer(Outcome.ACKNOWLEDGED, "", 200, body=outside))
+    assert _outside_allocation(Reply(Outcome.ACKNOWLEDGED, "", 200, body=outside))
     ran = b'{"friendlyId":"f","variant":{"ref":"v","name":"popup"}}'
-    assert not _outside_allocation(Answer(Outcome.ACKNOWLEDGED, "", 200, body=ran))
-    assert not _outside_allocation(Answer(Outcome.ACKNOWLEDGED, "", 200, body=b"[]"))
+    assert not _outside_allocation(Reply(Outcome.ACKNOWLEDGED, "", 200, body=ran))
+    assert not _outside_allocation(Reply(Outcome.ACKNOWLEDGED, "", 200, body=b"[]"))
 
 
 # --- bad input: a clear error, a non-zero exit, nothing sent -----------------------------------

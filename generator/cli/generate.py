@@ -86,8 +86,7 @@ def register(app: typer.Typer) -> None:
         """
         # Imported here so that `cdpsim --help` and other commands start fast.
         from generator.dataset.writer import GenerateRequest, generate
-        from generator.profile import load_profile
-        from generator.profiles import resolve_profile
+        from generator.profile import load_profile, resolve_profile
 
         if fmt not in ("jsonl", "jsonl.gz"):
             raise CdpsimError(f"--format {fmt!r}: use jsonl or jsonl.gz", 2)
@@ -126,8 +125,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Join shards written with --shard into one dataset (when they were made apart)."""
         from generator.dataset.writer import merge_parts
-        from generator.profile import load_profile
-        from generator.profiles import resolve_profile
+        from generator.profile import load_profile, resolve_profile
 
         console = Console(stderr=True)
         started = time.perf_counter()

@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         from generator.load.loadtest import LoadTest
         from generator.load.plan import SCENARIOS, parse_duration
         from generator.load.summary import Slo
-        from generator.profiles import resolve_profile
+        from generator.profile import resolve_profile
 
         if scenario not in SCENARIOS:
             raise CdpsimError(f"--scenario {scenario!r}: use one of {', '.join(SCENARIOS)}")

@@ -1,1 +1,1 @@
-"""Load testing with Locust: scenarios, shapes, tallies, reconciliation and the run itself."""
+"""Load testing with Locust: scenarios, shapes, counter_sets, reconciliation and the run itself."""

@@ -17,7 +17,7 @@ from generator.events.wire import browser_create, call_flow, client_event
 from generator.model.history import GuestHistory
 from generator.profile import Profile
 
-__all__ = ["Journey", "JourneyCompiler", "Step", "StepKind"]
+__all__ = ["Journey", "JourneyCompiler", "JourneyStep", "JourneyStepKind"]
 
 # Stands in for the browser id in a pre-rendered body; split on, never sent.
 _BROWSER_SLOT = "\x1fcdpsim-browser\x1f"
@@ -26,21 +26,21 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS = dt.timedelta(milliseconds=1)
 
 
-class StepKind(IntEnum):
+class JourneyStepKind(IntEnum):
     BROWSER = 0  # GET browser/create.json: yields a browser id, stores no event
     EVENT = 1  # POST /v1.2/events: stores the event
     FLOW = 2  # POST /v2/callFlows: the server stores a TRACKING event
 
 
-_KINDS = tuple(StepKind)
+_KINDS = tuple(JourneyStepKind)
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class JourneyStep:
     """One request: wait `delay` seconds, then send; `head + browser id + tail` is the body."""
 
     delay: float
-    kind: StepKind
+    kind: JourneyStepKind
     browser: int
     path: str
     name: str
@@ -54,11 +54,11 @@ class Step:
 @dataclass(frozen=True, slots=True)
 class Journey:
     guest_ref: str
-    steps: tuple[Step, ...]
+    steps: tuple[JourneyStep, ...]
     events: int  # steps that store an event (EVENT and FLOW)
 
     def pack(self) -> bytes:
-        """Compact JSON for the trip from the kitchen; bodies are JSON text, so UTF-8 safe."""
+        """Compact JSON for the trip from the simulator; bodies are JSON text, so UTF-8 safe."""
         rows = [
             [s.delay, s.kind, s.browser, s.path, s.name, s.head.decode(), s.tail.decode()]
             for s in self.steps
@@ -69,7 +69,7 @@ class Journey:
     def unpack(cls, packed: bytes) -> Journey:
         guest_ref, events, rows = orjson.loads(packed)
         steps = tuple(
-            Step(delay, _KINDS[kind], browser, path, name, head.encode(), tail.encode())
+            JourneyStep(delay, _KINDS[kind], browser, path, name, head.encode(), tail.encode())
             for delay, kind, browser, path, name, head, tail in rows
         )
         return cls(guest_ref, steps, events)
@@ -96,7 +96,7 @@ class JourneyCompiler:
         # model assigned them); any other target ignores the extra query parameter.
         create = browser_create(self.profile.client_key, history.guest_ref)
         steps = [
-            Step(0.0, StepKind.BROWSER, i, create.path, create.name)
+            JourneyStep(0.0, JourneyStepKind.BROWSER, i, create.path, create.name)
             for i in range(len(history.browsers))
         ]
         previous: int | None = None
@@ -115,13 +115,13 @@ class JourneyCompiler:
             if event["type"] == "TRACKING":
                 language, currency = self.pos.get(event["pointOfSale"], ("EN", "EUR"))
                 request = call_flow(event, _BROWSER_SLOT, language, currency)
-                kind = StepKind.FLOW
+                kind = JourneyStepKind.FLOW
             else:
                 request = client_event(event, _BROWSER_SLOT)
-                kind = StepKind.EVENT
+                kind = JourneyStepKind.EVENT
             head, tail = _split(request.body or {})
             steps.append(
-                Step(max(0.0, delay), kind, browser, request.path, request.name, head, tail)
+                JourneyStep(max(0.0, delay), kind, browser, request.path, request.name, head, tail)
             )
         return Journey(history.guest_ref, tuple(steps), len(steps) - len(history.browsers))
 

@@ -1,4 +1,4 @@
-"""One `cdpsim load` run: target, Locust swarm, tallies, reconciliation and summary."""
+"""One `cdpsim load` run: target, Locust processes, counter_sets, reconciliation and summary."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typing import Any
 import orjson
 from rich.console import Console
 
+from generator.endpoint import parse_endpoint
 from generator.errors import CdpsimError
+from generator.load.counters import merge_counters, read_counters
+from generator.load.locust_processes import LocustProcesses, locustfile_for
 from generator.load.plan import LoadPlan
 from generator.load.shapes import ShapeSpec
 from generator.load.summary import Slo, build_summary, reconcile, render_summary
-from generator.load.swarm import Swarm, locustfile_for
-from generator.load.tally import merge_tallies, read_tallies
-from generator.load.target import check_reachable, parse_target
 from generator.profile import load_profile
 
 __all__ = ["LoadTest"]
@@ -62,9 +62,15 @@ class LoadTest:
             profile, users=self.users, spawn_rate=self.spawn_rate, run_time=self.run_time
         )
         locustfile = locustfile_for(self.scenario)
-        target = parse_target(self.host, allow_remote=self.allow_remote) if self.host else None
-        if target is not None:
-            check_reachable(target)
+        target = None
+        if self.host:
+            target = parse_endpoint(
+                self.host,
+                option="--host",
+                allow_remote=self.allow_remote,
+                why_local="a load test sends a lot of traffic",
+            )
+            target.check_reachable(what="; no load was sent")
         if self.report is not None:
             self.report.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="cdpsim-load-"))
@@ -108,7 +114,7 @@ class LoadTest:
         else:
             url = target.url
         log_dir = self.report if self.report is not None else work
-        swarm = Swarm(
+        processes = LocustProcesses(
             locustfile=locustfile,
             host=url,
             plan=plan,
@@ -135,21 +141,21 @@ class LoadTest:
                     f"--master-port {self.master_port}",
                     highlight=False,
                 )
-            outcome = swarm.run()
+            outcome = processes.run()
             # Remote workers leave no files here; the master merged their periodic reports.
-            tallies = read_tallies(work, "master" if self.remote_workers else "worker")
-            if not tallies:
+            counter_sets = read_counters(work, "master" if self.remote_workers else "worker")
+            if not counter_sets:
                 raise CdpsimError(
                     "Locust ended without reporting any traffic; its log says:\n"
                     + (outcome.log_tail() or "(nothing)"),
                     code=1,
                 )
-            tally = merge_tallies(tallies)
+            counters = merge_counters(counter_sets)
             reconciliation = None
             reason = None
             if server is not None:
                 try:
-                    reconciliation = reconcile(tally, _ledger_stats(server))
+                    reconciliation = reconcile(counters, _ledger_stats(server))
                 except (OSError, CdpsimError) as exc:  # it cannot tell: say so, do not guess
                     reason = f"the embedded server did not report its ledger ({exc})"
             else:
@@ -158,7 +164,7 @@ class LoadTest:
             if server is not None:
                 server.__exit__(None, None, None)
         summary = build_summary(
-            tally,
+            counters,
             run={
                 "scenario": self.scenario,
                 "target": url,
@@ -172,7 +178,7 @@ class LoadTest:
                 "run_time_s": spec.run_time,
                 "rate": self.rate,
                 "batch_size": self.batch_size,
-                "tallies": len(tallies),
+                "counter_sets": len(counter_sets),
             },
             reconciliation=reconciliation,
             omitted_reason=reason,

@@ -31,7 +31,7 @@ class LoadPlan:
     think_time_scale: float | None = None
     ingest_path: str = "/v1/ingest"
     timeout: float = 10.0
-    run_dir: Path | None = None  # where each Locust process leaves its tally
+    run_dir: Path | None = None  # where each Locust process leaves its counters
     workers: int = 1  # Locust worker processes the users are spread over
 
     def locust_args(self) -> list[str]:
@@ -87,7 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser | Any) -> None:
     group.add_argument("--cdpsim-think-time-scale", type=float, default=None, help="gap factor")
     group.add_argument("--cdpsim-ingest-path", default="/v1/ingest", help="ingestion URL path")
     group.add_argument("--cdpsim-timeout", type=float, default=10.0, help="request timeout, s")
-    group.add_argument("--cdpsim-run-dir", default="", help="where to leave this process's tally")
+    group.add_argument(
+        "--cdpsim-run-dir", default="", help="where to leave this process's counters"
+    )
     group.add_argument("--cdpsim-workers", type=int, default=1, help="worker processes in all")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from generator.load.tally import Tally
+from generator.load.counters import Counters
 
 __all__ = ["EXIT", "Slo", "build_summary", "reconcile", "render_summary"]
 
@@ -22,7 +22,7 @@ class Slo:
     max_p95_ms: float | None = None
 
 
-def reconcile(tally: Tally, stats: dict[str, Any]) -> dict[str, int]:
+def reconcile(counters: Counters, stats: dict[str, Any]) -> dict[str, int]:
     """What the target acknowledged against what its ledger stored (`/_cdpsim/stats`).
 
     `lost`: acknowledged but not stored. `duplicated`: stored more often than sent, plus repeats
@@ -30,20 +30,20 @@ def reconcile(tally: Tally, stats: dict[str, Any]) -> dict[str, int]:
     failed or that the end of the run cut off (`cut_at_stop`) may or may not have been stored.
     """
     stored = int(stats.get("total", sum(stats.get("stored", {}).values())))
-    acknowledged = tally.events_acknowledged
+    acknowledged = counters.events_acknowledged
     return {
-        "sent": tally.events_sent,
+        "sent": counters.events_sent,
         "acknowledged": acknowledged,
-        "cut_at_stop": tally.events_cut,
+        "cut_at_stop": counters.events_cut,
         "stored": stored,
         "lost": max(0, acknowledged - stored),
-        "duplicated": int(stats.get("duplicates", 0)) + max(0, stored - tally.events_sent),
+        "duplicated": int(stats.get("duplicates", 0)) + max(0, stored - counters.events_sent),
     }
 
 
-def _latency_ms(tally: Tally) -> dict[str, float]:
-    hist = tally.latency_us
-    if not tally.requests:
+def _latency_ms(counters: Counters) -> dict[str, float]:
+    hist = counters.latency_us
+    if not counters.requests:
         return {k: 0.0 for k in ("p50", "p95", "p99", "p999", "max", "mean")}
 
     def at(p: float) -> float:
@@ -60,7 +60,7 @@ def _latency_ms(tally: Tally) -> dict[str, float]:
 
 
 def build_summary(
-    tally: Tally,
+    counters: Counters,
     *,
     run: dict[str, Any],
     reconciliation: dict[str, int] | None,
@@ -69,30 +69,30 @@ def build_summary(
     must_reconcile: bool = False,
 ) -> dict[str, Any]:
     """The summary.json document; `exit_code` and `verdict` say what held."""
-    duration = max(0.0, (tally.last_ms - tally.first_ms) / 1000)
+    duration = max(0.0, (counters.last_ms - counters.first_ms) / 1000)
     per_s = (lambda n: round(n / duration, 1)) if duration > 0 else (lambda n: 0.0)
-    latency = _latency_ms(tally)
-    fail_ratio = tally.failures / tally.requests if tally.requests else 0.0
-    codes = dict(sorted(tally.status_codes.items()))
+    latency = _latency_ms(counters)
+    fail_ratio = counters.failures / counters.requests if counters.requests else 0.0
+    codes = dict(sorted(counters.status_codes.items()))
     summary: dict[str, Any] = {
         **run,
         "duration_s": round(duration, 3),
-        "requests": tally.requests,
-        "failures": tally.failures,
+        "requests": counters.requests,
+        "failures": counters.failures,
         "fail_ratio": round(fail_ratio, 6),
-        "rps": per_s(tally.requests),
-        "events_sent": tally.events_sent,
-        "events_acknowledged": tally.events_acknowledged,
-        "events_rejected": tally.events_rejected,
-        "events_per_s": per_s(tally.events_sent),
-        "journeys": tally.journeys,
-        "flows_not_run": tally.flows_not_run,
-        "missed_schedules": tally.missed_schedules,
+        "rps": per_s(counters.requests),
+        "events_sent": counters.events_sent,
+        "events_acknowledged": counters.events_acknowledged,
+        "events_rejected": counters.events_rejected,
+        "events_per_s": per_s(counters.events_sent),
+        "journeys": counters.journeys,
+        "flows_not_run": counters.flows_not_run,
+        "missed_schedules": counters.missed_schedules,
         "status_codes": codes,
-        "throttled_429": tally.status_codes.get("429", 0),
-        "unavailable_503": tally.status_codes.get("503", 0),
-        "no_answer": tally.status_codes.get("0", 0),
-        "errors": dict(tally.errors.most_common(10)),
+        "throttled_429": counters.status_codes.get("429", 0),
+        "unavailable_503": counters.status_codes.get("503", 0),
+        "no_answer": counters.status_codes.get("0", 0),
+        "errors": dict(counters.errors.most_common(10)),
         "latency_ms": latency,
     }
     if reconciliation is not None:
@@ -101,9 +101,9 @@ def build_summary(
         summary["reconciliation"] = None
         summary["reconciliation_omitted"] = omitted_reason
     breaches = []
-    if tally.requests == 0:
+    if counters.requests == 0:
         breaches.append("no request was answered")
-    elif tally.failures == tally.requests:
+    elif counters.failures == counters.requests:
         breaches.append("every request failed")
     if slo.max_fail_ratio is not None and fail_ratio > slo.max_fail_ratio:
         breaches.append(f"fail ratio {fail_ratio:.4f} > --max-fail-ratio {slo.max_fail_ratio:g}")

@@ -21,12 +21,12 @@ from locust.env import Environment
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from generator.events.wire import LIBRARY_VERSION
-from generator.keys import redact
-from generator.load.journeys import Journey, Step, StepKind
+from generator.load.counters import Counters
+from generator.load.journeys import Journey, JourneyStep, JourneyStepKind
 from generator.load.plan import READY_WAIT_S
+from generator.load.process_state import ProcessState
 from generator.load.shapes import users_at
-from generator.load.station import Station
-from generator.load.tally import Tally
+from generator.redaction import redact
 
 __all__ = ["IngestClient", "JourneyGuest", "ProfileShape"]
 
@@ -42,22 +42,22 @@ class _StationUser(FastHttpUser):
     abstract = True
 
     def __init__(self, environment: Environment) -> None:
-        self.station = Station.of(environment)
+        self.state = ProcessState.of(environment)
         # Set before FastHttpUser builds its client, which reads them.
-        self.network_timeout = self.station.plan.timeout
-        self.connection_timeout = self.station.plan.timeout
+        self.network_timeout = self.state.plan.timeout
+        self.connection_timeout = self.state.plan.timeout
         super().__init__(environment)
-        self.serial = self.station.next_serial()
+        self.serial = self.state.next_serial()
 
 
 class JourneyGuest(_StationUser):
     """A guest living the model's journeys: browser create, then its events with think times."""
 
     abstract = True
-    stock = "journeys"  # the Station stock its process warms up before the run
+    cache = "journeys"  # the ProcessState cache its process warms up before the run
 
     def on_start(self) -> None:
-        self.deck = self.station.journeys.deck(self.serial)
+        self.guests = self.state.journeys.sequence(self.serial)
         self._delay = 0.0
         self._begin()
 
@@ -65,20 +65,24 @@ class JourneyGuest(_StationUser):
         return self._delay
 
     def _begin(self) -> None:
-        journey = next(self.deck)
+        journey = next(self.guests)
         while not journey.events:  # a guest with no events in the window has nothing to send
-            journey = next(self.deck)
+            journey = next(self.guests)
         self.journey: Journey = journey
         self.position = 0
         self.browser_ids: list[str] = []
-        self.station.tally.journeys += 1
+        self.state.counters.journeys += 1
 
     @task
     def walk(self) -> None:
         """Send the journey's next steps, up to the next think time worth waiting for."""
         while True:
             step = self.journey.steps[self.position]
-            ok = self._create_browser(step) if step.kind is StepKind.BROWSER else self._send(step)
+            ok = (
+                self._create_browser(step)
+                if step.kind is JourneyStepKind.BROWSER
+                else self._send(step)
+            )
             self.position += 1
             if not ok or self.position >= len(self.journey.steps):
                 # A journey whose browser could not be made cannot go on: the next guest.
@@ -87,7 +91,7 @@ class JourneyGuest(_StationUser):
             if self._delay >= _MIN_WAIT or self._state == LOCUST_STATE_STOPPING:
                 return
 
-    def _create_browser(self, step: Step) -> bool:
+    def _create_browser(self, step: JourneyStep) -> bool:
         with self.client.get(step.path, name=step.name, catch_response=True) as response:
             if not 200 <= response.status_code < 300:
                 response.failure(_refusal("browser create", response))
@@ -103,10 +107,10 @@ class JourneyGuest(_StationUser):
             self.browser_ids.append(ref)
             return True
 
-    def _send(self, step: Step) -> bool:
+    def _send(self, step: JourneyStep) -> bool:
         browser_id = self.browser_ids[min(step.browser, len(self.browser_ids) - 1)]
-        tally = self.station.tally
-        tally.events_sent += 1
+        counters = self.state.counters
+        counters.events_sent += 1
         # The hot path, kept lean: no idempotency key (the SDK sends none and a load test never
         # retries) and no catch_response (Locust fails 4xx, 5xx and no answer by itself).
         try:
@@ -117,23 +121,23 @@ class JourneyGuest(_StationUser):
                 name=step.name,
             )
         except GreenletExit:
-            tally.events_cut += 1  # the end of the run cut this request off: outcome unknown
+            counters.events_cut += 1  # the end of the run cut this request off: outcome unknown
             raise
         if 200 <= response.status_code < 300:
-            if step.kind is StepKind.FLOW and _flow_not_run(response.content):
-                tally.flows_not_run += 1  # answered, but nothing ran: no TRACKING stored
+            if step.kind is JourneyStepKind.FLOW and _flow_not_run(response.content):
+                counters.flows_not_run += 1  # answered, but nothing ran: no TRACKING stored
             else:
-                tally.events_acknowledged += 1
+                counters.events_acknowledged += 1
         return True
 
 
 @contextmanager
-def _cut_counted(tally: Tally, events: int) -> Iterator[None]:
+def _cut_counted(counters: Counters, events: int) -> Iterator[None]:
     """Count the events of a request the end of the run cut off (sent, never answered)."""
     try:
         yield
     except GreenletExit:
-        tally.events_cut += events
+        counters.events_cut += events
         raise
 
 
@@ -164,26 +168,26 @@ class IngestClient(_StationUser):
     with `--rate`, at a fixed arrival rate (open model) with missed schedules counted."""
 
     abstract = True
-    stock = "lines"
+    cache = "lines"
 
     def on_start(self) -> None:
-        self.deck = self.station.lines.deck(self.serial)
+        self.guests = self.state.lines.sequence(self.serial)
         self.buffer: list[bytes] = []
-        self.batch = self.station.batch_size
-        rate = self.station.plan.rate
+        self.batch = self.state.batch_size
+        rate = self.state.plan.rate
         self.interval = 0.0
         self.due = time.monotonic()
         if rate:
             # Each of the peak users keeps its own share of the arrivals, staggered.
-            self.interval = self.batch * self.station.spec.peak_users / rate
-            self.due += self.interval * (self.serial % self.station.stride) / self.station.stride
+            self.interval = self.batch * self.state.spec.peak_users / rate
+            self.due += self.interval * (self.serial % self.state.stride) / self.state.stride
 
     def wait_time(self) -> float:
         return max(_MIN_WAIT, self.due - time.monotonic()) if self.interval else _MIN_WAIT
 
     def _parcel(self) -> list[bytes]:
         while len(self.buffer) < self.batch:
-            self.buffer.extend(next(self.deck))
+            self.buffer.extend(next(self.guests))
         parcel, self.buffer = self.buffer[: self.batch], self.buffer[self.batch :]
         return parcel
 
@@ -199,12 +203,12 @@ class IngestClient(_StationUser):
 
     def _post(self) -> None:
         parcel = self._parcel()
-        tally = self.station.tally
-        tally.events_sent += len(parcel)
+        counters = self.state.counters
+        counters.events_sent += len(parcel)
         body, headers = (parcel[0], _JSON) if self.batch == 1 else (b"\n".join(parcel), _NDJSON)
-        path = self.station.plan.ingest_path
+        path = self.state.plan.ingest_path
         with (
-            _cut_counted(tally, len(parcel)),
+            _cut_counted(counters, len(parcel)),
             self.client.post(
                 path,
                 data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
@@ -219,7 +223,7 @@ class IngestClient(_StationUser):
             late = time.monotonic() - self.due
             if late > self.interval:
                 missed = math.floor(late / self.interval)
-                tally.missed_schedules += missed
+                counters.missed_schedules += missed
                 self.due += missed * self.interval
 
     def _count(self, response: Any, events: int) -> None:
@@ -233,9 +237,9 @@ class IngestClient(_StationUser):
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             response.failure("garbage answer to ingest (no JSON `accepted`)")
             return
-        tally = self.station.tally
-        tally.events_acknowledged += accepted
-        tally.events_rejected += rejected
+        counters = self.state.counters
+        counters.events_acknowledged += accepted
+        counters.events_rejected += rejected
         if rejected:
             response.failure(f"ingest rejected {rejected} of {events} events")
         else:
@@ -255,13 +259,13 @@ class ProfileShape(LoadTestShape):
     def tick(self) -> tuple[int, float] | None:
         if not self._started:
             assert self.runner is not None, "Locust sets the runner before the first tick"
-            station = Station.of(self.runner.environment)
-            if not station.workers_ready() and self.get_run_time() < READY_WAIT_S:
-                return 0, station.spec.spawn_rate
+            state = ProcessState.of(self.runner.environment)
+            if not state.workers_ready() and self.get_run_time() < READY_WAIT_S:
+                return 0, state.spec.spawn_rate
             self._started = True
             self.reset_time()
         return self.at(self.get_run_time())
 
     def at(self, elapsed: float) -> tuple[int, float] | None:
         assert self.runner is not None, "Locust sets the runner before the first tick"
-        return users_at(Station.of(self.runner.environment).spec, elapsed)
+        return users_at(ProcessState.of(self.runner.environment).spec, elapsed)

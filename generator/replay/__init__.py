@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from generator.replay.checkpoint import Checkpoint, CheckpointError
-from generator.replay.plan import Plan, Step
+from generator.replay.plan import ReplayPlan, ReplayStep
 from generator.replay.run import ReplayOptions, replay
-from generator.replay.tally import Tally
-from generator.replay.target import Target
+from generator.replay.totals import ReplayTotals
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
-    "Plan",
     "ReplayOptions",
-    "Step",
-    "Tally",
-    "Target",
+    "ReplayPlan",
+    "ReplayStep",
+    "ReplayTotals",
     "replay",
 ]

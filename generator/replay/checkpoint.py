@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from generator.errors import CdpsimError
-from generator.replay.tally import Tally
+from generator.replay.totals import ReplayTotals
 
 __all__ = ["Checkpoint", "CheckpointError", "default_state_path"]
 
@@ -47,7 +47,7 @@ class Checkpoint:
     horizon: int = 0
     browsers: dict[str, str] = field(default_factory=dict)
     failed_browsers: dict[str, str] = field(default_factory=dict)
-    tally: Tally = field(default_factory=Tally)
+    tally: ReplayTotals = field(default_factory=ReplayTotals)
 
     @property
     def finished(self) -> int:
@@ -127,7 +127,7 @@ class Checkpoint:
                 horizon=int(data["horizon"]),
                 browsers=dict(data["browsers"]),
                 failed_browsers=dict(data["failedBrowsers"]),
-                tally=Tally.from_json(data["tally"]),
+                tally=ReplayTotals.from_json(data["tally"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: checkpoint is incomplete ({exc!r})") from None

@@ -16,7 +16,7 @@ from generator.dataset.reader import Dataset, DatasetError, open_dataset
 from generator.events.types import EventType
 from generator.events.wire import WireRequest, browser_create, call_flow, client_event
 
-__all__ = ["Plan", "Step", "browser_key"]
+__all__ = ["ReplayPlan", "ReplayStep", "browser_key"]
 
 _KNOWN_TYPES = frozenset(t.name for t in EventType)
 _ENVELOPE = ("ref", "type", "browserRef", "createdAt", "channel", "pointOfSale", "clientKey")
@@ -30,7 +30,7 @@ def browser_key(browser_ref: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class ReplayStep:
     """One stored event to replay: `seq` is its line in the events file, 1-based."""
 
     seq: int
@@ -42,7 +42,7 @@ class Step:
     event: dict[str, Any]
 
 
-class Plan:
+class ReplayPlan:
     """A checked dataset, ready to be replayed step by step."""
 
     def __init__(self, dataset: Dataset) -> None:
@@ -68,7 +68,7 @@ class Plan:
         self.fingerprint = self._fingerprint()
 
     @classmethod
-    def open(cls, directory: str | Path) -> Plan:
+    def open(cls, directory: str | Path) -> ReplayPlan:
         return cls(open_dataset(directory))
 
     def _browser_owners(self) -> dict[str, str]:
@@ -106,7 +106,7 @@ class Plan:
             )
         return seen
 
-    def steps(self, after: int = 0, *, validate: bool = True) -> Iterator[Step]:
+    def steps(self, after: int = 0, *, validate: bool = True) -> Iterator[ReplayStep]:
         """Steps in file order (time order), skipping lines up to and including `after`.
 
         `validate=False` is for a second pass over a dataset that `check()` has passed: the
@@ -126,7 +126,7 @@ class Plan:
             try:
                 guest = owner[event["browserRef"]]
                 created = dt.datetime.fromisoformat(event["createdAt"])
-                step = Step(
+                step = ReplayStep(
                     line_no,
                     event["ref"],
                     event["type"],
@@ -169,7 +169,7 @@ class Plan:
         except ValueError:
             raise DatasetError(f"{path}: line {line_no}: createdAt is not ISO-8601") from None
 
-    def request(self, step: Step, browser_id: str) -> WireRequest:
+    def request(self, step: ReplayStep, browser_id: str) -> WireRequest:
         """The wire request that makes the server store this step's event."""
         if step.type == "TRACKING":
             language, currency = self.points_of_sale[step.event["pointOfSale"]]

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from generator.keys import mask_key
+from generator.redaction import mask_key
 from generator.replay.run import ReplayResult
 
 __all__ = ["build_report", "render_report"]

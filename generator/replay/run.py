@@ -14,15 +14,15 @@ import gevent
 import gevent.event
 import gevent.queue
 
+from generator.endpoint import Endpoint, parse_endpoint
 from generator.errors import CdpsimError
 from generator.events.wire import WireRequest
-from generator.keys import mask_key
+from generator.redaction import mask_key
 from generator.replay.checkpoint import Checkpoint, CheckpointError, default_state_path
 from generator.replay.pacing import RateLimit, Timeline
-from generator.replay.plan import Plan, Step, browser_key
+from generator.replay.plan import ReplayPlan, ReplayStep, browser_key
 from generator.replay.retry import RetryPolicy
-from generator.replay.sender import Answer, Outcome, Sender
-from generator.replay.target import Target
+from generator.replay.sender import Outcome, Reply, Sender
 
 __all__ = ["ProgressFn", "ReplayOptions", "ReplayResult", "replay"]
 
@@ -52,8 +52,8 @@ class ReplayResult:
     status: str  # complete | interrupted | stopped
     state: Path
     checkpoint: Checkpoint
-    plan: Plan
-    target: Target
+    plan: ReplayPlan
+    target: Endpoint
     elapsed_s: float
     requests: int  # attempts made by this run
     error: str | None = None
@@ -61,7 +61,7 @@ class ReplayResult:
     error_code: int = 0
 
 
-def _outside_allocation(answer: Answer) -> bool:
+def _outside_allocation(answer: Reply) -> bool:
     """The embedded server answers `"variant": null` when its own assignment puts the guest
     outside an experiment's traffic allocation: the call succeeded but no TRACKING was made."""
     if b'"variant":null' not in answer.body.replace(b" ", b""):
@@ -86,8 +86,15 @@ def replay(
     rng: random.Random | None = None,
 ) -> ReplayResult:
     """Replay a dataset into a target; raises CdpsimError for bad input before anything is sent."""
-    target = Target.parse(options.target, allow_remote=options.allow_remote)
-    plan = Plan.open(options.dataset)
+    target = parse_endpoint(
+        options.target,
+        option="--target",
+        allow_remote=options.allow_remote,
+        why_local="replay sends a whole dataset",
+        base_path=True,
+        code=1,
+    )
+    plan = ReplayPlan.open(options.dataset)
     state = options.state or default_state_path(options.dataset)
     if options.resume:
         checkpoint = Checkpoint.load(state)
@@ -106,7 +113,7 @@ def replay(
         )
     if checkpoint.complete:
         return ReplayResult("complete", state, checkpoint, plan, target, 0.0, 0, None, True)
-    target.probe()
+    target.check_reachable(timeout=3.0, code=1)
     checkpoint.tally.runs += 1
     checkpoint.save(state)  # before anything is sent: the state path must be writable
     run = _Run(plan, checkpoint, state, target, options, rng or random.Random(), on_progress)
@@ -116,10 +123,10 @@ def replay(
 class _Run:
     def __init__(
         self,
-        plan: Plan,
+        plan: ReplayPlan,
         checkpoint: Checkpoint,
         state: Path,
-        target: Target,
+        target: Endpoint,
         options: ReplayOptions,
         rng: random.Random,
         on_progress: ProgressFn | None,
@@ -141,9 +148,9 @@ class _Run:
         # saves stay rare at speed while the bound on possible duplicates stays tight.
         self.min_horizon_step = max(256, 8 * options.concurrency)
         self.horizon_step = self.min_horizon_step
-        self.queues: dict[str, deque[Step]] = {}
+        self.queues: dict[str, deque[ReplayStep]] = {}
         # (line, step); a worker takes the oldest step whose guest has nothing in flight.
-        self.ready: gevent.queue.PriorityQueue[tuple[int, Step | None]] = (
+        self.ready: gevent.queue.PriorityQueue[tuple[int, ReplayStep | None]] = (
             gevent.queue.PriorityQueue()
         )
         self.stopping = gevent.event.Event()
@@ -269,7 +276,7 @@ class _Run:
             self.crash = exc
             self.stop("stopped")
 
-    def _replay_step(self, step: Step) -> None:
+    def _replay_step(self, step: ReplayStep) -> None:
         ckpt = self.ckpt
         repeat = step.seq <= self.resumed_horizon
         browser_id = ckpt.browsers.get(step.browser_ref)
@@ -288,7 +295,7 @@ class _Run:
         else:
             ckpt.tally.fail(seq=step.seq, ref=step.ref, kind=step.type, reason=answer.reason)
 
-    def _create_browser(self, step: Step, repeat: bool) -> tuple[str | None, str | None]:
+    def _create_browser(self, step: ReplayStep, repeat: bool) -> tuple[str | None, str | None]:
         answer = self._send(
             self.plan.browser_request(step.guest),
             browser_key(step.browser_ref),
@@ -315,7 +322,7 @@ class _Run:
         self.ckpt.failed_browsers[step.browser_ref] = failed
         return None, failed
 
-    def _send(self, request: WireRequest, key: str, what: str, repeat: bool) -> Answer:
+    def _send(self, request: WireRequest, key: str, what: str, repeat: bool) -> Reply:
         """Send until acknowledged or failed for good; raises GiveUp when retries run out."""
         tally = self.ckpt.tally
         tally.sent += 1
@@ -345,7 +352,7 @@ class _Run:
             if self.stopping.wait(delay):
                 raise _Stopped
 
-    def _finish(self, step: Step) -> None:
+    def _finish(self, step: ReplayStep) -> None:
         self.ckpt.mark_done(step.seq)
         self.dirty = True
         queue = self.queues[step.guest]

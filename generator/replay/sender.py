@@ -10,11 +10,11 @@ import gevent
 import orjson
 from geventhttpclient import HTTPClient
 
+from generator.endpoint import Endpoint
 from generator.events.wire import LIBRARY_VERSION, WireRequest
 from generator.replay.retry import parse_retry_after
-from generator.replay.target import Target
 
-__all__ = ["Answer", "Outcome", "Sender"]
+__all__ = ["Outcome", "Reply", "Sender"]
 
 
 class Outcome(Enum):
@@ -28,7 +28,7 @@ class Outcome(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
+class Reply:
     outcome: Outcome
     reason: str
     status: int = 0
@@ -45,7 +45,7 @@ class Answer:
 class Sender:
     """One HTTP client for the whole run; `pool` connections shared by every guest in flight."""
 
-    def __init__(self, target: Target, *, pool: int, timeout: float) -> None:
+    def __init__(self, target: Endpoint, *, pool: int, timeout: float) -> None:
         self.target = target
         self.timeout = timeout
         self._client = HTTPClient(
@@ -58,7 +58,7 @@ class Sender:
             headers={"X-Library-Version": LIBRARY_VERSION},
         )
 
-    def send(self, request: WireRequest, key: str) -> Answer:
+    def send(self, request: WireRequest, key: str) -> Reply:
         headers = {"X-Idempotency-Key": key}
         body = b""
         if request.body is not None:
@@ -75,23 +75,23 @@ class Sender:
                 finally:
                     response.release()
         except ConnectionRefusedError:
-            return Answer(Outcome.REFUSED, "connection refused")
+            return Reply(Outcome.REFUSED, "connection refused")
         except TimeoutError:
-            return Answer(Outcome.AMBIGUOUS, "timeout")
+            return Reply(Outcome.AMBIGUOUS, "timeout")
         except OSError as exc:
-            return Answer(Outcome.AMBIGUOUS, f"connection error: {exc.strerror or exc!r}")
+            return Reply(Outcome.AMBIGUOUS, f"connection error: {exc.strerror or exc!r}")
         except Exception as exc:  # geventhttpclient's parse errors on a broken answer
-            return Answer(Outcome.AMBIGUOUS, f"bad answer: {type(exc).__name__}")
+            return Reply(Outcome.AMBIGUOUS, f"bad answer: {type(exc).__name__}")
         status = response.status_code
         if 200 <= status < 300:
-            return Answer(Outcome.ACKNOWLEDGED, "", status, body=data)
+            return Reply(Outcome.ACKNOWLEDGED, "", status, body=data)
         header = response.get("retry-after")
         retry_after = parse_retry_after(header if isinstance(header, str) else None)
         if status == 429:
-            return Answer(Outcome.REFUSED, "429 throttled", status, retry_after, data)
+            return Reply(Outcome.REFUSED, "429 throttled", status, retry_after, data)
         if status >= 500:
-            return Answer(Outcome.AMBIGUOUS, f"{status} server error", status, retry_after, data)
-        return Answer(Outcome.PERMANENT, _reason(status, data), status, body=data)
+            return Reply(Outcome.AMBIGUOUS, f"{status} server error", status, retry_after, data)
+        return Reply(Outcome.PERMANENT, _reason(status, data), status, body=data)
 
     def close(self) -> None:
         self._client.close()

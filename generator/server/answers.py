@@ -7,13 +7,13 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Answer", "error", "json_answer"]
+__all__ = ["Response", "error", "json_answer"]
 
 _JSON = (b"content-type", b"application/json")
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
+class Response:
     """A status, a JSON body, extra headers, and (for failures) the reason counted in stats."""
 
     status: int
@@ -29,16 +29,16 @@ class Answer:
         return [_JSON, (b"content-length", str(len(self.body)).encode()), *self.headers]
 
 
-def json_answer(status: int, payload: Any) -> Answer:
-    return Answer(status, orjson.dumps(payload))
+def json_answer(status: int, payload: Any) -> Response:
+    return Response(status, orjson.dumps(payload))
 
 
 def error(
     status: int, reason: str, message: str, *, retry_after: int | None = None, **extra: Any
-) -> Answer:
+) -> Response:
     """A failure in the shape other Stream endpoints use: status, error_msg, and our reason code."""
     headers: tuple[tuple[bytes, bytes], ...] = ()
     if retry_after is not None:
         headers = ((b"retry-after", str(retry_after).encode()),)
     body = {"status": "ERROR", "code": status, "reason": reason, "error_msg": message, **extra}
-    return Answer(status, orjson.dumps(body), headers, reason)
+    return Response(status, orjson.dumps(body), headers, reason)

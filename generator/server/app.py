@@ -19,9 +19,9 @@ from urllib.parse import parse_qs
 import orjson
 
 from generator.events.wire import GUEST_HINT
-from generator.keys import mask_key
 from generator.profile import Profile
-from generator.server.answers import Answer, error, json_answer
+from generator.redaction import mask_key
+from generator.server.answers import Response, error, json_answer
 from generator.server.faults import Faults
 from generator.server.ledger import Ledger
 from generator.server.tenant import Tenant
@@ -31,7 +31,7 @@ __all__ = ["BODY_LIMIT", "INGEST_LIMIT", "ServerConfig", "StreamApp"]
 BODY_LIMIT = 1 << 20  # 1 MiB, as the Stream API
 INGEST_LIMIT = 16 << 20  # NDJSON batches for the ingest scenario
 _IDEMPOTENCY_HEADER = b"x-idempotency-key"
-_HEALTHY = Answer(200, b'{"status":"OK"}')
+_HEALTHY = Response(200, b'{"status":"OK"}')
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -78,10 +78,10 @@ class StreamApp:
             latency_ms=config.latency_ms,
             rng=self._rng,
         )
-        self._inflight: dict[str, asyncio.Future[Answer]] = {}
+        self._inflight: dict[str, asyncio.Future[Response]] = {}
         self._started = time.monotonic()
         # path -> method -> handler(query bytes, body bytes, idempotency key)
-        self._routes: dict[str, dict[str, Callable[..., Awaitable[Answer]]]] = {
+        self._routes: dict[str, dict[str, Callable[..., Awaitable[Response]]]] = {
             "/v1.2/browser/create.json": {"GET": self._browser_create},
             "/v1.2/events": {"POST": self._event_post},
             "/v1.2/event/create.json": {"GET": self._event_get},
@@ -152,7 +152,7 @@ class StreamApp:
         )
         await send({"type": "http.response.body", "body": answer.body})
 
-    async def _answer(self, scope: Scope, receive: Receive, path: str) -> Answer:
+    async def _answer(self, scope: Scope, receive: Receive, path: str) -> Response:
         methods = self._routes.get(path)
         if methods is None:
             return error(404, "not_found", f"no endpoint {path}", endpoints=sorted(self._routes))
@@ -162,7 +162,7 @@ class StreamApp:
             answer = error(
                 405, "method_not_allowed", f"{path} accepts {allowed}, not {scope['method']}"
             )
-            return Answer(
+            return Response(
                 answer.status, answer.body, ((b"allow", allowed.encode()),), answer.reason
             )
         headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -188,7 +188,7 @@ class StreamApp:
             return await handler(query, body, None)
         return await self._once(key, handler, query, body)
 
-    async def _fault(self) -> Answer | None:
+    async def _fault(self) -> Response | None:
         wait = self.faults.throttled()
         if wait:
             return error(
@@ -202,9 +202,9 @@ class StreamApp:
         return None
 
     async def _once(
-        self, key: str, handler: Callable[..., Awaitable[Answer]], query: bytes, body: bytes
-    ) -> Answer:
-        """Answer a keyed request once: a repeat gets the first 2xx answer and stores nothing."""
+        self, key: str, handler: Callable[..., Awaitable[Response]], query: bytes, body: bytes
+    ) -> Response:
+        """Response a keyed request once: a repeat gets the first 2xx answer and stores nothing."""
         while (first := self._inflight.get(key)) is not None:
             answer = await asyncio.shield(first)
             if answer.ok:
@@ -214,8 +214,8 @@ class StreamApp:
         kept = self.ledger.answer(key)
         if kept is not None:
             self.tenant.stats.duplicates += 1
-            return Answer(kept[0], kept[1])
-        mine: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+            return Response(kept[0], kept[1])
+        mine: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._inflight[key] = mine
         answer = _GONE
         try:
@@ -228,40 +228,40 @@ class StreamApp:
 
     # --- endpoints --------------------------------------------------------------------------
 
-    async def _browser_create(self, query: bytes, body: bytes, key: str | None) -> Answer:
+    async def _browser_create(self, query: bytes, body: bytes, key: str | None) -> Response:
         params = _query(query)
         return await self.tenant.browser_create(
             params.get("client_key"), key, guest_hint=params.get(GUEST_HINT)
         )
 
-    async def _event_post(self, query: bytes, body: bytes, key: str | None) -> Answer:
+    async def _event_post(self, query: bytes, body: bytes, key: str | None) -> Response:
         msg = _json_object(body, "the body")
-        if isinstance(msg, Answer):
+        if isinstance(msg, Response):
             return msg
         return await self.tenant.event(_with_key(msg, query, "client_key"), key)
 
-    async def _event_get(self, query: bytes, body: bytes, key: str | None) -> Answer:
+    async def _event_get(self, query: bytes, body: bytes, key: str | None) -> Response:
         msg = _message(query)
-        if isinstance(msg, Answer):
+        if isinstance(msg, Response):
             return msg
         return await self.tenant.event(_with_key(msg, query, "client_key"), key)
 
-    async def _flows_post(self, query: bytes, body: bytes, key: str | None) -> Answer:
+    async def _flows_post(self, query: bytes, body: bytes, key: str | None) -> Response:
         msg = _json_object(body, "the body")
-        if isinstance(msg, Answer):
+        if isinstance(msg, Response):
             return msg
         return await self.tenant.call_flows(_with_key(msg, query, "clientKey"), key)
 
-    async def _flows_get(self, query: bytes, body: bytes, key: str | None) -> Answer:
+    async def _flows_get(self, query: bytes, body: bytes, key: str | None) -> Response:
         msg = _message(query)
-        if isinstance(msg, Answer):
+        if isinstance(msg, Response):
             return msg
         return await self.tenant.call_flows(_with_key(msg, query, "clientKey"), key)
 
-    async def _ingest(self, query: bytes, body: bytes, key: str | None) -> Answer:
+    async def _ingest(self, query: bytes, body: bytes, key: str | None) -> Response:
         return await self.tenant.ingest(body, key)
 
-    async def _stats(self, query: bytes, body: bytes, key: str | None) -> Answer:
+    async def _stats(self, query: bytes, body: bytes, key: str | None) -> Response:
         stats = self.tenant.stats
         stored = {t: stats.stored.get(t, 0) for t in _STAT_TYPES}
         stored.update(stats.stored)
@@ -289,7 +289,7 @@ class StreamApp:
             },
         )
 
-    async def _healthz(self, query: bytes, body: bytes, key: str | None) -> Answer:
+    async def _healthz(self, query: bytes, body: bytes, key: str | None) -> Response:
         return _HEALTHY
 
 
@@ -312,7 +312,7 @@ def _log(line: str) -> None:
     print(f"cdpsim serve: {line}", file=sys.stderr, flush=True)
 
 
-def _too_large(limit: int) -> Answer:
+def _too_large(limit: int) -> Response:
     return error(413, "too_large", f"the body is over {limit // (1 << 20)} MiB")
 
 
@@ -342,7 +342,7 @@ def _query(query: bytes) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(query.decode("latin-1"), keep_blank_values=True).items()}
 
 
-def _json_object(raw: bytes | str, what: str) -> dict[str, Any] | Answer:
+def _json_object(raw: bytes | str, what: str) -> dict[str, Any] | Response:
     if not raw:
         return error(400, "empty_body", f"{what} is empty; send a JSON object")
     try:
@@ -356,7 +356,7 @@ def _json_object(raw: bytes | str, what: str) -> dict[str, Any] | Answer:
     return value
 
 
-def _message(query: bytes) -> dict[str, Any] | Answer:
+def _message(query: bytes) -> dict[str, Any] | Response:
     """The GET form's `message` parameter (URL-encoded JSON) as an object."""
     params = _query(query)
     if "message" not in params:

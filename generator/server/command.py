@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from generator.errors import CdpsimError, ProfileError
-from generator.profiles import DEFAULT_PROFILE, resolve_profile
+from generator.profile import DEFAULT_PROFILE, resolve_profile
 
 __all__ = ["DEFAULT_PROFILE", "run_alone", "serve_command"]
 
@@ -26,7 +26,7 @@ def serve_command(
         0.0, min=0.0, max=1.0, help="Share of requests answered 503 with Retry-After."
     ),
     throttle_rps: float = typer.Option(
-        0.0, min=0.0, help="Answer 429 with Retry-After above this many requests/s (0: off)."
+        0.0, min=0.0, help="Response 429 with Retry-After above this many requests/s (0: off)."
     ),
     latency_ms: float = typer.Option(
         0.0, min=0.0, help="Added delay per request in ms (uniform jitter of +-50%)."
@@ -47,9 +47,10 @@ def serve_command(
     ),
 ) -> None:
     """Serve the Stream API (browser create, events, callFlows, ingest) over a ledger."""
+    from generator.endpoint import is_loopback
     from generator.profile import load_profile
     from generator.server.app import ServerConfig
-    from generator.server.listener import is_loopback, serve
+    from generator.server.listener import serve
 
     if not is_loopback(host) and not allow_remote:
         raise CdpsimError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import sqlite3
 import sys
@@ -13,16 +12,7 @@ import uvicorn
 from generator.errors import CdpsimError
 from generator.server.app import ServerConfig, StreamApp
 
-__all__ = ["is_loopback", "serve"]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["serve"]
 
 
 def serve(config: ServerConfig) -> None:

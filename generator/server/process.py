@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from generator.endpoint import free_port
 from generator.errors import CdpsimError
 
 __all__ = ["EmbeddedServer"]
@@ -73,7 +73,7 @@ class EmbeddedServer:
         fixed_port = self.port is not None
         for _ in range(1 if fixed_port else 5):
             if not fixed_port:
-                self.port = _free_port(self.host)
+                self.port = free_port(self.host)
             self._launch()
             if self._wait_healthy():
                 return self.url
@@ -172,10 +172,3 @@ class EmbeddedServer:
         finally:
             if self._own_dir is not None:
                 shutil.rmtree(self._own_dir, ignore_errors=True)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -13,10 +13,10 @@ import orjson
 
 from generator.events.stored import UUID, envelope, iso_ms, parse_iso_ms, tracking_event
 from generator.events.wire import arbitrary_data_from_wire
-from generator.keys import mask_key
 from generator.model.assignment import FlowTable, assign_one
 from generator.profile import Channel, PointOfSale, Profile
-from generator.server.answers import Answer, error, json_answer
+from generator.redaction import mask_key
+from generator.server.answers import Response, error, json_answer
 from generator.server.ingest import check_stored, ingest_lines
 from generator.server.ledger import EventRow, Job, Ledger, LedgerError, Origin
 from generator.server.sessions import SessionBook
@@ -117,7 +117,7 @@ class Tenant:
 
     async def browser_create(
         self, client_key: str | None, key: str | None, guest_hint: str | None = None
-    ) -> Answer:
+    ) -> Response:
         """A new browser, of a new guest; or of `guest_hint` (a replayed dataset's own guest, so
         that its browsers share one guest and its flows assign as they did in the dataset)."""
         if client_key != self.client_key:
@@ -138,7 +138,7 @@ class Tenant:
         job = Job(lambda _: (200, body), browser=(browser, guest, self._now_ms()), answer_key=key)
         return await self._commit(job)
 
-    async def event(self, msg: dict[str, Any], key: str | None) -> Answer:
+    async def event(self, msg: dict[str, Any], key: str | None) -> Response:
         """`POST /v1.2/events` and its GET form, after the body became a JSON object."""
         type_ = msg.get("type")
         if not isinstance(type_, str) or not type_:
@@ -166,7 +166,7 @@ class Tenant:
         if pos is None:
             # CDP answers 201 and silently drops an event for an unknown point of sale.
             self.stats.dropped["unknown_pos"] += 1
-            return Answer(201, b'{"status":"OK","version":"1.2"}')
+            return Response(201, b'{"status":"OK","version":"1.2"}')
         channel = msg.get("channel") or pos.channels[0].value
         if not isinstance(channel, str) or channel not in _CHANNELS:
             return error(400, "bad_channel", f"`channel` {channel!r} is not a CDP channel")
@@ -224,7 +224,7 @@ class Tenant:
 
         return rebind, after
 
-    async def call_flows(self, msg: dict[str, Any], key: str | None) -> Answer:
+    async def call_flows(self, msg: dict[str, Any], key: str | None) -> Response:
         """`POST /v2/callFlows`: run the flow for the browser's guest and record a TRACKING."""
         client_key = msg.get("clientKey", msg.get("client_key"))
         if client_key != self.client_key:
@@ -336,7 +336,7 @@ class Tenant:
         )
         return await self._commit(Job(lambda _: (200, body), [row], answer_key=key))
 
-    async def ingest(self, body: bytes, key: str | None) -> Answer:
+    async def ingest(self, body: bytes, key: str | None) -> Response:
         """`POST /v1/ingest`: stored-form events kept as they are; a known ref is a duplicate."""
         rows: list[EventRow] = []
         rejected: list[dict[str, Any]] = []
@@ -390,12 +390,12 @@ class Tenant:
 
     # --- the ledger -------------------------------------------------------------------------
 
-    async def _commit(self, job: Job) -> Answer:
+    async def _commit(self, job: Job) -> Response:
         try:
             status, body, _ = await self.ledger.submit(job)
         except LedgerError as exc:
             return error(503, "ledger_error", str(exc), retry_after=1)
-        return Answer(status, body)
+        return Response(status, body)
 
     def _committed(self, job: Job, inserted: list[bool]) -> None:
         if job.browser is not None:
@@ -418,7 +418,7 @@ def _dashed(value: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _bad_key(client_key: object) -> Answer:
+def _bad_key(client_key: object) -> Response:
     if not client_key:
         return error(401, "unknown_client_key", "no client key given (`client_key`)")
     return error(
@@ -426,7 +426,7 @@ def _bad_key(client_key: object) -> Answer:
     )
 
 
-def _queue_full() -> Answer:
+def _queue_full() -> Response:
     return error(503, "queue_full", "the write queue is full; retry later", retry_after=1)
 
 

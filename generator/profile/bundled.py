@@ -6,7 +6,7 @@ from pathlib import Path
 
 __all__ = ["BUNDLED", "DEFAULT_PROFILE", "resolve_profile"]
 
-BUNDLED = Path(__file__).parent / "defaults"
+BUNDLED = Path(__file__).parent.parent / "defaults"
 DEFAULT_PROFILE = BUNDLED / "retail-ireland.yaml"
 
 

@@ -1,4 +1,4 @@
-"""A Locust process's tally: requests, status codes, events sent and acknowledged, and an HDR
+"""A Locust process's counters: requests, status codes, events sent and acknowledged, and an HDR
 histogram of latency in microseconds; written to a file at exit and merged across processes."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["Tally", "merge_tallies", "read_tallies"]
+__all__ = ["Counters", "merge_counters", "read_counters"]
 
 # 1 us to 1 hour at 3 significant digits: exact enough for a sub-millisecond p99.
 _LOWEST_US = 1
@@ -26,7 +26,7 @@ def _histogram() -> HdrHistogram:
 
 
 @dataclass(slots=True)
-class Tally:
+class Counters:
     """Counters one process keeps; every field adds up across processes."""
 
     requests: int = 0
@@ -62,7 +62,7 @@ class Tally:
             self.first_ms = start_ms
         self.last_ms = max(self.last_ms, start_ms + response_time_ms)
 
-    def add(self, other: Tally) -> None:
+    def add(self, other: Counters) -> None:
         self.requests += other.requests
         self.failures += other.failures
         self.status_codes.update(other.status_codes)
@@ -102,34 +102,36 @@ class Tally:
         return orjson.dumps(data)
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Tally:
+    def from_json(cls, raw: bytes) -> Counters:
         data = orjson.loads(raw)
-        tally = cls(
+        counters = cls(
             status_codes=Counter(data.pop("status_codes")),
             errors=Counter(data.pop("errors")),
         )
         encoded = data.pop("latency_us")
         for name, value in data.items():
-            setattr(tally, name, value)
-        if tally.requests:
-            tally.latency_us = HdrHistogram.decode(encoded.encode("ascii"))
-        return tally
+            setattr(counters, name, value)
+        if counters.requests:
+            counters.latency_us = HdrHistogram.decode(encoded.encode("ascii"))
+        return counters
 
     def write(self, run_dir: Path, role: str) -> Path:
-        """Leave this tally in `run_dir` (atomically: a reader never sees half a file)."""
-        path = run_dir / f"tally-{role}-{os.getpid()}.json"
+        """Leave this counters in `run_dir` (atomically: a reader never sees half a file)."""
+        path = run_dir / f"counters-{role}-{os.getpid()}.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(self.to_json())
         tmp.replace(path)
         return path
 
 
-def read_tallies(run_dir: Path, role: str = "*") -> list[Tally]:
-    return [Tally.from_json(p.read_bytes()) for p in sorted(run_dir.glob(f"tally-{role}-*.json"))]
+def read_counters(run_dir: Path, role: str = "*") -> list[Counters]:
+    return [
+        Counters.from_json(p.read_bytes()) for p in sorted(run_dir.glob(f"counters-{role}-*.json"))
+    ]
 
 
-def merge_tallies(tallies: list[Tally]) -> Tally:
-    total = Tally()
-    for tally in tallies:
-        total.add(tally)
+def merge_counters(counter_sets: list[Counters]) -> Counters:
+    total = Counters()
+    for counters in counter_sets:
+        total.add(counters)
     return total

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generator.endpoint import free_port
 from generator.errors import CdpsimError
-from generator.keys import redact
 from generator.load.plan import READY_WAIT_S, LoadPlan
+from generator.redaction import redact
 
-__all__ = ["Swarm", "SwarmOutcome", "locustfile_for"]
+__all__ = ["LocustProcesses", "SwarmOutcome", "locustfile_for"]
 
 _LOCUSTFILES = Path(__file__).resolve().parents[2] / "locustfiles"
 # After the run time: users finish the request in flight, workers report, processes exit.
@@ -52,7 +52,7 @@ class SwarmOutcome:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Swarm:
+class LocustProcesses:
     """How to run Locust for one plan; `run()` blocks until every process has exited."""
 
     locustfile: Path
@@ -107,7 +107,7 @@ class Swarm:
     def run(self) -> SwarmOutcome:
         outcome = SwarmOutcome()
         procs: list[subprocess.Popen[bytes]] = []
-        for i, command in enumerate(self.commands(_free_port())):
+        for i, command in enumerate(self.commands(free_port())):
             log = self.log_dir / ("locust.log" if i == 0 else f"locust-worker-{i}.log")
             outcome.logs.append(log)
             with open(log, "wb") as out:
@@ -157,10 +157,3 @@ def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(sig)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

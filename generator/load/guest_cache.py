@@ -1,4 +1,4 @@
-"""A Locust process's stock of simulated guests, and the deck each user draws its guests from.
+"""A Locust process's cache of simulated guests, and the sequence each user draws its guests from.
 
 User `u` of worker `w` gets guests `u, u + U, u + 2U ...` of the worker's own guest sequence,
 where `U` is the plan's peak user count; the sequence is the model's blocks under a seed derived
@@ -6,7 +6,7 @@ from (root seed, worker index, u // U). So a user's guests are a pure function o
 worker index, user serial), no two workers share a guest, and a block of BLOCK_GUESTS guests is
 shared by many users instead of being simulated for each one.
 
-Blocks are made elsewhere (in a Locust process: by its kitchen, a helper process) one block ahead
+Blocks are made elsewhere (in a Locust process: by its simulator, a helper process) one block ahead
 of need, so the CPU work stays off the event loop's request path.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from generator.model.world import BLOCK_GUESTS
 
-__all__ = ["Deck", "Stock", "derive_seed"]
+__all__ = ["GuestCache", "GuestSequence", "derive_seed"]
 
 T = TypeVar("T")
 _KEEP_BLOCKS = 6
@@ -32,7 +32,7 @@ def derive_seed(*key: int) -> int:
     return int(state[0]) >> 1
 
 
-class Stock(Generic[T]):
+class GuestCache(Generic[T]):
     """Blocks of packed guests of one worker, cached and prefetched; unpacked one by one."""
 
     def __init__(
@@ -53,8 +53,8 @@ class Stock(Generic[T]):
         self.background = background
         self._blocks: OrderedDict[tuple[int, int], Callable[[], list[bytes]]] = OrderedDict()
 
-    def deck(self, serial: int) -> Deck[T]:
-        return Deck(self, serial)
+    def sequence(self, serial: int) -> GuestSequence[T]:
+        return GuestSequence(self, serial)
 
     def warm(self) -> None:
         """Have the first block ready before the run starts, not during it (this waits)."""
@@ -85,21 +85,21 @@ class Stock(Generic[T]):
         return ready
 
 
-class Deck(Generic[T]):
+class GuestSequence(Generic[T]):
     """One user's guests, in order: a pure function of (root seed, worker, serial)."""
 
-    def __init__(self, stock: Stock[T], serial: int) -> None:
-        self.stock = stock
-        self.generation, self.column = divmod(serial, stock.stride)
+    def __init__(self, cache: GuestCache[T], serial: int) -> None:
+        self.cache = cache
+        self.generation, self.column = divmod(serial, cache.stride)
         self.drawn = 0
 
     def __iter__(self) -> Iterator[T]:
         return self
 
     def __next__(self) -> T:
-        index = self.drawn * self.stock.stride + self.column
+        index = self.drawn * self.cache.stride + self.column
         self.drawn += 1
-        return self.stock.guest(self.generation, index)
+        return self.cache.guest(self.generation, index)
 
 
 def _now(build: Callable[[], list[bytes]]) -> Callable[[], list[bytes]]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["MAX_FAILURE_SAMPLES", "Tally"]
+__all__ = ["MAX_FAILURE_SAMPLES", "ReplayTotals"]
 
 # Failures are counted by reason without limit; only the first few are kept in full.
 MAX_FAILURE_SAMPLES = 50
 
 
 @dataclass
-class Tally:
+class ReplayTotals:
     """Totals over every run of one replay (they live in the checkpoint, so a resume adds up)."""
 
     sent: int = 0  # requests sent at least once (events and browser creates)
@@ -41,5 +41,5 @@ class Tally:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Tally:
+    def from_json(cls, data: dict[str, Any]) -> ReplayTotals:
         return cls(**data)

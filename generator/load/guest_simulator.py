@@ -1,7 +1,7 @@
 """Where guests are simulated and compiled for a Locust process: in a helper process of its own.
 
 The model's CPU work must not share the GIL with the event loop that times requests, so each
-Locust process that sends traffic starts one helper (`python -m generator.load.kitchen`) and
+Locust process that sends traffic starts one helper (`python -m generator.load.guest_simulator`) and
 orders blocks from it over a pipe. A block comes back as one packed item per guest, which the
 user unpacks only when it takes that guest, so no single step stalls the loop for long.
 """
@@ -23,35 +23,35 @@ from generator.load.journeys import Journey, JourneyCompiler
 from generator.model.history import GuestHistory, guest_histories
 from generator.profile import Profile, load_profile
 
-__all__ = ["Kitchen", "Recipe", "recipe"]
+__all__ = ["Codec", "GuestSimulator", "codec_for"]
 
 _LENGTH = struct.Struct("<Q")
 
-Recipe = tuple[Callable[[GuestHistory], bytes], Callable[[bytes], Any]]
+Codec = tuple[Callable[[GuestHistory], bytes], Callable[[bytes], Any]]
 
 
-def recipe(name: str, profile: Profile, *, think_time_scale: float, max_think: float) -> Recipe:
-    """(pack, unpack) for a stock: pack runs where the guests are made, unpack where used."""
+def codec_for(name: str, profile: Profile, *, think_time_scale: float, max_think: float) -> Codec:
+    """(pack, unpack) for a cache: pack runs where the guests are made, unpack where used."""
     if name == "journeys":
         compiler = JourneyCompiler(profile, think_time_scale=think_time_scale, max_think=max_think)
         return (lambda h: compiler.compile(h).pack()), Journey.unpack
     if name == "lines":
         # One guest's stored events as JSON lines; orjson never writes a raw newline.
         return (lambda h: b"\n".join(orjson.dumps(e) for e in h.events)), _lines
-    raise ValueError(f"unknown recipe {name!r}")
+    raise ValueError(f"unknown codec_for {name!r}")
 
 
 def _lines(packed: bytes) -> list[bytes]:
     return packed.split(b"\n") if packed else []
 
 
-def cook(
+def simulate_packed(
     profile: Profile, pack: Callable[[GuestHistory], bytes], seed: int, block: int
 ) -> list[bytes]:
     return [pack(h) for h in guest_histories(profile, seed=seed, blocks=(block,))]
 
 
-class Kitchen:
+class GuestSimulator:
     """The parent's side: one helper process, one order at a time (callers queue on a lock)."""
 
     def __init__(
@@ -65,7 +65,7 @@ class Kitchen:
             [
                 sys.executable,
                 "-m",
-                "generator.load.kitchen",
+                "generator.load.guest_simulator",
                 str(profile_path),
                 name,
                 repr(think_time_scale),
@@ -84,7 +84,7 @@ class Kitchen:
             proc.stdin.flush()
             head = proc.stdout.read(_LENGTH.size)
             if len(head) < _LENGTH.size:
-                raise RuntimeError(f"the guest kitchen (pid {proc.pid}) stopped")
+                raise RuntimeError(f"the guest simulator (pid {proc.pid}) stopped")
             items: list[bytes] = pickle.loads(proc.stdout.read(_LENGTH.unpack(head)[0]))
             return items
 
@@ -106,11 +106,11 @@ def main(argv: list[str]) -> int:
         # and the block is wanted only when half the current one is used.
         os.nice(10)
     profile = load_profile(path)
-    pack, _ = recipe(name, profile, think_time_scale=float(scale), max_think=float(max_think))
+    pack, _ = codec_for(name, profile, think_time_scale=float(scale), max_think=float(max_think))
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         seed, block = (int(x) for x in line.split())
-        payload = pickle.dumps(cook(profile, pack, seed, block), 5)
+        payload = pickle.dumps(simulate_packed(profile, pack, seed, block), 5)
         out.write(_LENGTH.pack(len(payload)))
         out.write(payload)
         out.flush()

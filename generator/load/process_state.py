@@ -1,4 +1,4 @@
-"""What one Locust process holds for a run (plan, profile, stocks, tally) and its event hooks."""
+"""What one Locust process holds for a run (plan, profile, caches, counters) and its event hooks."""
 
 from __future__ import annotations
 
@@ -14,26 +14,26 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from generator.keys import redact
+from generator.load.counters import Counters, merge_counters
+from generator.load.guest_cache import GuestCache
+from generator.load.guest_simulator import GuestSimulator, codec_for
 from generator.load.journeys import Journey
-from generator.load.kitchen import Kitchen, recipe
 from generator.load.plan import LoadPlan, add_arguments
 from generator.load.shapes import ShapeSpec
-from generator.load.stock import Stock
-from generator.load.tally import Tally, merge_tallies
 from generator.profile import Profile, load_profile
+from generator.redaction import redact
 
-__all__ = ["Station", "install"]
+__all__ = ["ProcessState", "install"]
 
 # A think time never exceeds this: a day-long gap between sessions, scaled, is still too long
 # for a load test; the session on the target simply times out meanwhile.
 MAX_THINK_SECONDS = 5.0
 _READY = "cdpsim_ready"
 
-_stations: weakref.WeakKeyDictionary[Environment, Station] = weakref.WeakKeyDictionary()
+_states: weakref.WeakKeyDictionary[Environment, ProcessState] = weakref.WeakKeyDictionary()
 
 
-class Station:
+class ProcessState:
     """Per-process state shared by that process's users; made on first use."""
 
     def __init__(self, environment: Environment) -> None:
@@ -57,20 +57,20 @@ class Station:
         runner = environment.runner
         self.worker = max(0, getattr(runner, "worker_index", 0) or 0)
         self.stride = -(-self.spec.peak_users // max(1, self.plan.workers))
-        self.tally = Tally()
+        self.counters = Counters()
         self._serials = itertools.count()
-        self._journeys: Stock[Journey] | None = None
-        self._lines: Stock[list[bytes]] | None = None
-        self.kitchens: list[Kitchen] = []
+        self._journeys: GuestCache[Journey] | None = None
+        self._lines: GuestCache[list[bytes]] | None = None
+        self.simulators: list[GuestSimulator] = []
         self.ready_workers: set[int] = set()
         self._making = Semaphore()
 
     @classmethod
-    def of(cls, environment: Environment) -> Station:
-        station = _stations.get(environment)
-        if station is None:
-            station = _stations[environment] = cls(environment)
-        return station
+    def of(cls, environment: Environment) -> ProcessState:
+        state = _states.get(environment)
+        if state is None:
+            state = _states[environment] = cls(environment)
+        return state
 
     def workers_ready(self) -> bool:
         """On a master: every expected worker has its first block ready (others: always)."""
@@ -84,28 +84,28 @@ class Station:
         return next(self._serials)
 
     @property
-    def journeys(self) -> Stock[Journey]:
-        # Starting a kitchen yields to other greenlets: the lock keeps it to one kitchen.
+    def journeys(self) -> GuestCache[Journey]:
+        # Starting a simulator yields to other greenlets: the lock keeps it to one simulator.
         with self._making:
             if self._journeys is None:
-                self._journeys = self._stock("journeys")
+                self._journeys = self._cache("journeys")
         return self._journeys
 
     @property
-    def lines(self) -> Stock[list[bytes]]:
+    def lines(self) -> GuestCache[list[bytes]]:
         """Each guest's stored events, one serialised JSON line per event."""
         with self._making:
             if self._lines is None:
-                self._lines = self._stock("lines")
+                self._lines = self._cache("lines")
         return self._lines
 
-    def _stock(self, name: str) -> Stock[Any]:
+    def _cache(self, name: str) -> GuestCache[Any]:
         scale, think = self.think_time_scale, MAX_THINK_SECONDS
-        _, unpack = recipe(name, self.profile, think_time_scale=scale, max_think=think)
-        kitchen = Kitchen(self.plan.profile, name, think_time_scale=scale, max_think=think)
-        self.kitchens.append(kitchen)
-        return Stock(
-            kitchen.order,
+        _, unpack = codec_for(name, self.profile, think_time_scale=scale, max_think=think)
+        simulator = GuestSimulator(self.plan.profile, name, think_time_scale=scale, max_think=think)
+        self.simulators.append(simulator)
+        return GuestCache(
+            simulator.order,
             unpack,
             root_seed=self.seed,
             worker=self.worker,
@@ -114,12 +114,12 @@ class Station:
         )
 
     def close(self) -> None:
-        for kitchen in self.kitchens:
-            kitchen.close()
+        for simulator in self.simulators:
+            simulator.close()
 
 
 def install() -> None:
-    """Hook the load plan's options and the tally into Locust; call once from a locustfile."""
+    """Hook the load plan's options and the counters into Locust; call once from a locustfile."""
     events.init_command_line_parser.add_listener(add_arguments)
     events.init.add_listener(_on_init)
     events.quitting.add_listener(_on_quitting)
@@ -128,14 +128,14 @@ def install() -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
         _gather_reports(environment)
-        return  # the master sends nothing; its workers keep the tallies
+        return  # the master sends nothing; its workers keep the counter_sets
 
-    tallies: list[Tally] = []  # the station's tally, looked up once: this runs per request
+    counter_sets: list[Counters] = []  # the state's counters, looked up once: this runs per request
 
-    def tally() -> Tally:
-        if not tallies:
-            tallies.append(Station.of(environment).tally)
-        return tallies[0]
+    def counters() -> Counters:
+        if not counter_sets:
+            counter_sets.append(ProcessState.of(environment).counters)
+        return counter_sets[0]
 
     def on_request(
         response_time: float,
@@ -146,7 +146,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     ) -> None:
         status = getattr(response, "status_code", 0) or 0
         error = None if exception is None else _error_text(exception, status)
-        tally().record(
+        counters().record(
             status=status, response_time_ms=response_time, start_s=start_time, error=error
         )
 
@@ -157,11 +157,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
         # seconds measure the target, not the model.
         if not getattr(environment.parsed_options, "cdpsim_profile", None):
             return
-        station = Station.of(environment)
+        state = ProcessState.of(environment)
         for user_class in environment.user_classes:
-            stock = getattr(user_class, "stock", None)
-            if stock is not None:
-                getattr(station, stock).warm()
+            cache = getattr(user_class, "cache", None)
+            if cache is not None:
+                getattr(state, cache).warm()
 
     def warm_once_indexed() -> None:
         # A worker learns its index (which seeds its guests) when the master acknowledges it,
@@ -180,18 +180,18 @@ def _on_init(environment: Environment, **_: Any) -> None:
         warm()
 
 
-# Workers on other machines cannot leave their tally files where `cdpsim load` looks, so every
-# worker also sends its whole tally with Locust's periodic report, and the master keeps the
-# latest one per worker and merges them when it quits (tally-master-*.json).
+# Workers on other machines cannot leave their counters files where `cdpsim load` looks, so every
+# worker also sends its whole counters with Locust's periodic report, and the master keeps the
+# latest one per worker and merges them when it quits (counters-master-*.json).
 _REPORT_KEY = "cdpsim_tally"
 _reports: weakref.WeakKeyDictionary[Environment, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 def _report(environment: Environment) -> Callable[..., None]:
     def on_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
-        station = _stations.get(environment)
-        if station is not None:
-            data[_REPORT_KEY] = station.tally.to_json().decode()
+        state = _states.get(environment)
+        if state is not None:
+            data[_REPORT_KEY] = state.counters.to_json().decode()
 
     return on_report
 
@@ -200,7 +200,7 @@ def _gather_reports(environment: Environment) -> None:
     latest = _reports.setdefault(environment, {})
 
     def on_ready(msg: Any, **_: Any) -> None:
-        Station.of(environment).ready_workers.add(int(msg.data["index"]))
+        ProcessState.of(environment).ready_workers.add(int(msg.data["index"]))
 
     assert environment.runner is not None
     environment.runner.register_message(_READY, on_ready)
@@ -213,20 +213,20 @@ def _gather_reports(environment: Environment) -> None:
 
 
 def _on_quitting(environment: Environment, **_: Any) -> None:
-    station = _stations.get(environment)
-    if station is not None:
-        station.close()
-    if station is None or station.plan.run_dir is None or not station.plan.run_dir.is_dir():
+    state = _states.get(environment)
+    if state is not None:
+        state.close()
+    if state is None or state.plan.run_dir is None or not state.plan.run_dir.is_dir():
         return  # (a worker on another machine does not have the master's run directory)
     role = "worker"
     if isinstance(environment.runner, MasterRunner):
         role = "master"
         reports = _reports.get(environment, {}).values()
-        station.tally = merge_tallies([Tally.from_json(r.encode()) for r in reports])
+        state.counters = merge_counters([Counters.from_json(r.encode()) for r in reports])
     try:
-        station.tally.write(station.plan.run_dir, role)
+        state.counters.write(state.plan.run_dir, role)
     except OSError as exc:
-        print(f"cdpsim: cannot write the tally to {station.plan.run_dir}: {exc}", file=sys.stderr)
+        print(f"cdpsim: cannot write the counters to {state.plan.run_dir}: {exc}", file=sys.stderr)
 
 
 def _error_text(exception: BaseException, status: int) -> str:

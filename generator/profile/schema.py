@@ -24,6 +24,8 @@ from generator.errors import ProfileError
 
 __all__ = [
     "ATTRIBUTION_HOURS",
+    "JOURNEY_PAGES",
+    "Behaviour",
     "Channel",
     "Flow",
     "FlowKind",
