@@ -22,7 +22,7 @@ import orjson
 
 from generator.dataset.reader import DatasetError, open_dataset
 from generator.events.stored import parse_iso_ms
-from generator.profiles import BUNDLED
+from generator.profile import BUNDLED
 from generator.report.published import PUBLISHED
 from generator.report.stats import compare, wilson
 
