@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from generator import __version__
-from generator.cli import demo, generate, load, replay, serve, validate
+from generator.cli import demo, generate, info, load, replay, report, serve, validate
 from generator.errors import CdpsimError, ProfileError
 
 __all__ = ["app", "main", "run"]
@@ -26,7 +26,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-for module in (generate, validate, serve, load, replay, demo):
+for module in (generate, validate, serve, load, replay, demo, report, info):
     module.register(app)
 
 

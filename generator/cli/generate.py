@@ -43,6 +43,21 @@ def summarise(console: Console, result: GenerateResult, seconds: float) -> None:
     console.print(f"  by type: {counts}")
 
 
+def _json(result: GenerateResult, seconds: float) -> str:
+    import orjson
+
+    doc = {
+        "directory": str(result.directory),
+        "complete": result.complete,
+        "events": result.events,
+        "guests": result.guests,
+        "counts": result.counts,
+        "warnings": result.warnings,
+        "seconds": round(seconds, 3),
+    }
+    return orjson.dumps(doc).decode()
+
+
 def register(app: typer.Typer) -> None:
     @app.command("generate")
     def _generate(
@@ -61,6 +76,8 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("jsonl", "--format", help="jsonl or jsonl.gz."),
         shard: str = typer.Option("1/1", "--shard", help="Write only shard I of N (I/N)."),
         workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON line on stdout at the end."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     ) -> None:
         """Write a fixture dataset: events.jsonl[.gz], guests.jsonl and manifest.json.
 
@@ -87,11 +104,16 @@ def register(app: typer.Typer) -> None:
             shard=_shard(shard),
             workers=workers,
         )
-        console = Console(stderr=True)
+        console = Console(stderr=True, quiet=quiet or as_json)
         started = time.perf_counter()
-        with progress_bar(console) as bar:
-            result = generate(request, progress=bar)
+        if console.quiet:
+            result = generate(request)
+        else:
+            with progress_bar(console) as bar:
+                result = generate(request, progress=bar)
         summarise(console, result, time.perf_counter() - started)
+        if as_json:
+            print(_json(result, time.perf_counter() - started))
 
     @app.command("merge")
     def _merge(

@@ -14,12 +14,26 @@ def register(app: typer.Typer) -> None:
     @app.command("validate")
     def _validate(
         directory: Path = typer.Argument(..., help="A dataset directory made by cdpsim generate."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON line on stdout."),
+        quiet: bool = typer.Option(
+            False, "--quiet", "-q", help="Print nothing; the exit code says."
+        ),
     ) -> None:
         """Check every invariant of a dataset and its manifest; exit 1 with a report if any fail."""
         from generator.dataset.validate import validate_dataset
 
         console = Console(stderr=True)
         report = validate_dataset(directory)
+        if as_json:
+            import orjson
+
+            doc = {"ok": report.ok, "events": report.events, "problems": dict(report.problems)}
+            doc["examples"] = {k: report.examples[k] for k in report.problems}
+            print(orjson.dumps(doc).decode())
+        if as_json or quiet:
+            if not report.ok:
+                raise typer.Exit(1)
+            return
         if report.ok:
             console.print(f"[green]valid[/]: {report.events:,} events, every invariant holds")
             return

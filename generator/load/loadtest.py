@@ -190,6 +190,10 @@ class LoadTest:
                 orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n"
             )
         render_summary(summary, console)
+        if self.report is not None:
+            from generator.report.build import write_load_page
+
+            write_load_page(self.report, console)
         return summary
 
 
