@@ -58,7 +58,14 @@ def register(app: typer.Typer) -> None:
         ),
         guests: int | None = typer.Option(None, "--guests", min=1, help="Population size."),
         seed: int | None = typer.Option(None, "--seed", min=0, help="Override the profile's seed."),
-        fmt: str = typer.Option("jsonl", "--format", help="jsonl or jsonl.gz."),
+        fmt: str = typer.Option(
+            "jsonl",
+            "--format",
+            help="jsonl or jsonl.gz; datalake or batch also write DIR/datalake or DIR/batch.",
+        ),
+        snapshots: str = typer.Option(
+            "last", "--snapshots", help="--format datalake: last (newest folder) or daily."
+        ),
         shard: str = typer.Option("1/1", "--shard", help="Write only shard I of N (I/N)."),
         workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
     ) -> None:
@@ -72,8 +79,8 @@ def register(app: typer.Typer) -> None:
         from generator.profile import load_profile
         from generator.profiles import resolve_profile
 
-        if fmt not in ("jsonl", "jsonl.gz"):
-            raise CdpsimError(f"--format {fmt!r}: use jsonl or jsonl.gz", 2)
+        if fmt not in ("jsonl", "jsonl.gz", "datalake", "batch"):
+            raise CdpsimError(f"--format {fmt!r}: use jsonl, jsonl.gz, datalake or batch", 2)
         if events is not None and days is not None:
             raise CdpsimError("give --events or --days, not both", 2)
         prof = load_profile(resolve_profile(profile))
@@ -93,6 +100,10 @@ def register(app: typer.Typer) -> None:
         with progress_bar(console) as bar:
             result = generate(request, progress=bar)
         summarise(console, result, time.perf_counter() - started)
+        if result.complete and fmt in ("datalake", "batch"):
+            from generator.cli.export import export_formats
+
+            export_formats(out, fmt, snapshots=snapshots, workers=workers, console=console)
 
     @app.command("merge")
     def _merge(
