@@ -43,7 +43,10 @@ def _run_queries(folder: Path) -> dict[str, list[tuple[Any, ...]]]:
     for statement in views.split(";"):
         if statement.strip():
             con.execute(statement)
-    return {"answer_key": con.execute(answer_key).fetchall(), "summary": con.execute(summary).fetchall()}
+    return {
+        "answer_key": con.execute(answer_key).fetchall(),
+        "summary": con.execute(summary).fetchall(),
+    }
 
 
 def test_readme_holds_the_sql_verbatim() -> None:
@@ -66,7 +69,9 @@ def test_summary_figures_match_the_events(lake: Path) -> None:
     ds = open_dataset(lake)
     manifest = ds.manifest()
     name = {
-        v["flowVariantRef"]: (f, v["name"]) for f, fl in manifest["flows"].items() for v in fl["variants"]
+        v["flowVariantRef"]: (f, v["name"])
+        for f, fl in manifest["flows"].items()
+        for v in fl["variants"]
     }
     by_session: dict[str, Counter[str]] = defaultdict(Counter)
     ran: set[tuple[str, str]] = set()
@@ -88,10 +93,13 @@ def test_summary_figures_match_the_events(lake: Path) -> None:
 def test_entities_join_back_to_the_events(lake: Path) -> None:
     folder = _newest(lake)
     con = duckdb.connect()
-    events = {r[0]: r for r in con.execute(
-        f"SELECT meta_ref, meta_session_ref, type, meta_guest_ref FROM "
-        f"read_parquet('{folder}/events/*/*.parquet')"
-    ).fetchall()}
+    events = {
+        r[0]: r
+        for r in con.execute(
+            f"SELECT meta_ref, meta_session_ref, type, meta_guest_ref FROM "
+            f"read_parquet('{folder}/events/*/*.parquet')"
+        ).fetchall()
+    }
     ds = open_dataset(lake)
     stored = {e["ref"]: e for _, e in ds.events()}
     assert set(events) == set(stored)
@@ -129,7 +137,8 @@ def test_entities_join_back_to_the_events(lake: Path) -> None:
     }
     assert {o[1] for o in orders} == set(checkouts)
     items = con.execute(
-        f"SELECT meta_ref, meta_order_ref, core_price FROM read_parquet('{folder}/order_items/*.parquet')"
+        "SELECT meta_ref, meta_order_ref, core_price FROM "
+        f"read_parquet('{folder}/order_items/*.parquet')"
     ).fetchall()
     total: dict[str, float] = defaultdict(float)
     for ref, order, price in items:
@@ -162,7 +171,9 @@ def test_daily_snapshots_hold_history_to_their_midnight(lake: Path) -> None:
     con = duckdb.connect()
     for folder in folders:
         cut = parse_iso_ms(f"{folder.name}T00:00:00.000Z")
-        n = con.execute(f"SELECT count(*) FROM read_parquet('{folder}/events/*/*.parquet')").fetchone()
+        n = con.execute(
+            f"SELECT count(*) FROM read_parquet('{folder}/events/*/*.parquet')"
+        ).fetchone()
         assert n is not None and n[0] == sum(t < cut for t in times)
     # A snapshot's open sessions: only those still within their timeout at its midnight.
     statuses = Counter()

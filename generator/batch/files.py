@@ -125,7 +125,8 @@ class BatchSink:
 
     def _open(self) -> None:
         self.name = f"batch-{len(self.files) + 1:05d}.jsonl.gz"
-        self.fh = open(self.directory / (self.name + ".partial"), "wb")
+        # Closed by _close: the file outlives this call by design.
+        self.fh = open(self.directory / (self.name + ".partial"), "wb")  # noqa: SIM115
         self.packer = zlib.compressobj(6, zlib.DEFLATED, 31)
         self.md5 = hashlib.md5()
         self.written = 0  # compressed bytes out
@@ -170,7 +171,9 @@ class BatchSink:
         return self.files
 
 
-def export_batch(directory: Path, out: Path | None = None, limit: int = MAX_FILE_BYTES) -> BatchFiles:
+def export_batch(
+    directory: Path, out: Path | None = None, limit: int = MAX_FILE_BYTES
+) -> BatchFiles:
     """The Batch files of the dataset in `directory` (into DIR/batch by default), and their
     list in OUT/manifest.json."""
     dataset = open_dataset(directory)
@@ -186,7 +189,6 @@ def export_batch(directory: Path, out: Path | None = None, limit: int = MAX_FILE
         record = orjson.loads(raw)
         if record["type"] == "CUSTOMER":
             emails[ref] = record["email"]
-    orders: list[Order] = []
     sink = BatchSink(out, limit)
     result = BatchFiles(out)
     spool = out / "orders.spool"
@@ -210,7 +212,6 @@ def export_batch(directory: Path, out: Path | None = None, limit: int = MAX_FILE
             return None
 
         entities.run(ignore, on_order, ignore)
-    del orders
     for ref, raw in entities.guest_records:
         record = orjson.loads(raw)
         state = entities.guests.get(ref)
@@ -225,8 +226,8 @@ def export_batch(directory: Path, out: Path | None = None, limit: int = MAX_FILE
         sink.add(orjson.dumps(line))
         result.guests += 1
     with open(spool, "rb") as fh:
-        for line in fh:
-            sink.add(line.rstrip(b"\n"))
+        for spooled_line in fh:
+            sink.add(spooled_line.rstrip(b"\n"))
     spool.unlink()
     result.files = sink.close()
     (out / "manifest.json").write_bytes(

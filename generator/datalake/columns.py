@@ -1,4 +1,4 @@
-"""The data lake's six entities: each one's Parquet schema, and its rows from the derived entities."""
+"""The data lake's six entities: each one's Parquet schema, and its rows from the entities."""
 
 from __future__ import annotations
 
