@@ -38,7 +38,7 @@ from generator.events.stored import parse_iso_ms
 __all__ = ["EVENTS_PER_PART", "ExportResult", "export_datalake", "part_of", "snapshot_dates"]
 
 EVENTS_PER_PART = 2_000_000  # a part is one pass over the events: big parts, few passes
-ROW_GROUP = 64 * 1024
+ROW_GROUP = 16 * 1024  # rows held per open table: bounds memory
 DAY_MS = 86_400_000
 
 
@@ -86,18 +86,18 @@ class _Table:
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path = path
         self.schema = schema
-        self.columns: dict[str, list[Any]] = {n: [] for n in schema.names}
+        self.held: list[dict[str, Any]] = []
         self.writer: pq.ParquetWriter | None = None
         self.rows = 0
+        self.closed = False
 
     def add(self, row: dict[str, Any]) -> None:
-        for name, values in self.columns.items():
-            values.append(row.get(name))
-        if len(self.columns["meta_ref"]) >= ROW_GROUP:
+        self.held.append(row)
+        if len(self.held) >= ROW_GROUP:
             self._flush()
 
     def _flush(self) -> None:
-        n = len(self.columns["meta_ref"])
+        n = len(self.held)
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.writer = pq.ParquetWriter(
@@ -108,12 +108,16 @@ class _Table:
                 write_statistics=True,
             )
         if n:
-            self.writer.write_table(pa.Table.from_pydict(self.columns, schema=self.schema))
+            rows = self.held
+            columns = {name: [r.get(name) for r in rows] for name in self.schema.names}
+            self.writer.write_table(pa.Table.from_pydict(columns, schema=self.schema))
             self.rows += n
-            for values in self.columns.values():
-                values.clear()
+            self.held = []
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self._flush()
         assert self.writer is not None
         self.writer.close()
@@ -168,8 +172,14 @@ def _write_part(directory: Path, out: Path, folder: str, part: int, parts: int) 
             text = days[d] = _day(ms).isoformat()
         return text
 
+    current: list[_Table] = []
+
     def on_event(e: StoredEvent) -> None:
-        sink.table("events", day_of(e.created_ms)).add(C.event_row(e))
+        table = sink.table("events", day_of(e.created_ms))
+        if current and current[0] is not table:
+            current[0].close()  # events come in time order: that day is complete
+        current[:] = [table]
+        table.add(C.event_row(e))
 
     def on_order(o: Order) -> None:
         sink.table("orders").add(C.order_row(o, key))
