@@ -38,7 +38,8 @@ from generator.events.stored import parse_iso_ms
 __all__ = ["EVENTS_PER_PART", "ExportResult", "export_datalake", "part_of", "snapshot_dates"]
 
 EVENTS_PER_PART = 2_000_000  # a part is one pass over the events: big parts, few passes
-ROW_GROUP = 16 * 1024  # rows held per open table: bounds memory
+ROW_GROUP = 16 * 1024  # rows per row group
+BATCH = 1024  # rows held as Python dicts before they become a compact Arrow batch
 DAY_MS = 86_400_000
 
 
@@ -87,17 +88,32 @@ class _Table:
         self.path = path
         self.schema = schema
         self.held: list[dict[str, Any]] = []
+        self.batches: list[pa.RecordBatch] = []
+        self.batched = 0
         self.writer: pq.ParquetWriter | None = None
         self.rows = 0
         self.closed = False
 
     def add(self, row: dict[str, Any]) -> None:
         self.held.append(row)
-        if len(self.held) >= ROW_GROUP:
-            self._flush()
+        if len(self.held) >= BATCH:
+            self._batch()
+            if self.batched >= ROW_GROUP:
+                self._flush()
+
+    def _batch(self) -> None:
+        """Held rows into one Arrow batch: a tenth of the memory of the dicts, and many tables
+        (a session table per day) stay open at once."""
+        if self.held:
+            rows = self.held
+            columns = {name: [r.get(name) for r in rows] for name in self.schema.names}
+            self.batches.append(pa.RecordBatch.from_pydict(columns, schema=self.schema))
+            self.batched += len(rows)
+            self.held = []
 
     def _flush(self) -> None:
-        n = len(self.held)
+        self._batch()
+        n = self.batched
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.writer = pq.ParquetWriter(
@@ -108,11 +124,10 @@ class _Table:
                 write_statistics=True,
             )
         if n:
-            rows = self.held
-            columns = {name: [r.get(name) for r in rows] for name in self.schema.names}
-            self.writer.write_table(pa.Table.from_pydict(columns, schema=self.schema))
+            table = pa.Table.from_batches(self.batches, schema=self.schema).combine_chunks()
+            self.writer.write_table(table, row_group_size=ROW_GROUP)
             self.rows += n
-            self.held = []
+            self.batches, self.batched = [], 0
 
     def close(self) -> None:
         if self.closed:
