@@ -9,13 +9,13 @@ import typer
 from rich.console import Console
 
 from generator import __version__
-from generator.cli import demo, generate, info, load, replay, report, serve, validate
+from generator.cli import demo, export, generate, info, load, replay, report, serve, validate
 from generator.errors import CdpsimError, ProfileError
 
 __all__ = ["app", "main", "run"]
 
 # Commands that only read and write files: once they return, nothing is left to clean up.
-_FILE_COMMANDS = frozenset({"generate", "merge", "validate"})
+_FILE_COMMANDS = frozenset({"generate", "merge", "validate", "export"})
 
 app = typer.Typer(
     name="cdpsim",
@@ -26,7 +26,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-for module in (generate, validate, serve, load, replay, demo, report, info):
+for module in (generate, export, validate, serve, load, replay, demo, report, info):
     module.register(app)
 
 

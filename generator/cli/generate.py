@@ -73,7 +73,14 @@ def register(app: typer.Typer) -> None:
         ),
         guests: int | None = typer.Option(None, "--guests", min=1, help="Population size."),
         seed: int | None = typer.Option(None, "--seed", min=0, help="Override the profile's seed."),
-        fmt: str = typer.Option("jsonl", "--format", help="jsonl or jsonl.gz."),
+        fmt: str = typer.Option(
+            "jsonl",
+            "--format",
+            help="jsonl or jsonl.gz; datalake or batch also write DIR/datalake or DIR/batch.",
+        ),
+        snapshots: str = typer.Option(
+            "last", "--snapshots", help="--format datalake: last (newest folder) or daily."
+        ),
         shard: str = typer.Option("1/1", "--shard", help="Write only shard I of N (I/N)."),
         workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
         as_json: bool = typer.Option(False, "--json", help="One JSON line on stdout at the end."),
@@ -88,8 +95,8 @@ def register(app: typer.Typer) -> None:
         from generator.dataset.writer import GenerateRequest, generate
         from generator.profile import load_profile, resolve_profile
 
-        if fmt not in ("jsonl", "jsonl.gz"):
-            raise CdpsimError(f"--format {fmt!r}: use jsonl or jsonl.gz", 2)
+        if fmt not in ("jsonl", "jsonl.gz", "datalake", "batch"):
+            raise CdpsimError(f"--format {fmt!r}: use jsonl, jsonl.gz, datalake or batch", 2)
         if events is not None and days is not None:
             raise CdpsimError("give --events or --days, not both", 2)
         prof = load_profile(resolve_profile(profile))
@@ -112,6 +119,10 @@ def register(app: typer.Typer) -> None:
             with progress_bar(console) as bar:
                 result = generate(request, progress=bar)
         summarise(console, result, time.perf_counter() - started)
+        if result.complete and fmt in ("datalake", "batch"):
+            from generator.cli.export import export_formats
+
+            export_formats(out, fmt, snapshots=snapshots, workers=workers, console=console)
         if as_json:
             print(_json(result, time.perf_counter() - started))
 

@@ -54,8 +54,24 @@ def register(app: typer.Typer) -> None:
         ),
         report: Path | None = typer.Option(None, "--report", help="Also write the JSON here."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+        via: str = typer.Option(
+            "stream", "--via", help="stream (Stream API events) or batch (Batch API files)."
+        ),
+        api_token: str | None = typer.Option(
+            None, "--api-token", envvar="CDPSIM_API_TOKEN", help="--via batch: the API token."
+        ),
     ) -> None:
-        """Replay a dataset into a Stream API endpoint: paced, resumable, exactly once."""
+        """Replay a dataset into a Stream API endpoint: paced, resumable, exactly once.
+
+        With --via batch, upload its Batch files (guests and order history) instead.
+        """
+        if via == "batch":
+            from generator.cli.batch_replay import replay_batch
+
+            replay_batch(dataset, target, api_token, state, resume, allow_remote, timeout, report)
+            return
+        if via != "stream":
+            raise CdpsimError(f"--via {via!r}: use stream or batch", code=2)
         # Imported here (gevent and the HTTP client are heavy) so other commands start fast.
         from generator.replay.report import build_report, render_report
         from generator.replay.retry import RetryPolicy

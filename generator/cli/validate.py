@@ -24,6 +24,16 @@ def register(app: typer.Typer) -> None:
 
         console = Console(stderr=True)
         report = validate_dataset(directory)
+        if (directory / "datalake").is_dir():
+            from generator.datalake.check import check_datalake
+            from generator.dataset.reader import open_dataset
+
+            lake = check_datalake(directory / "datalake", open_dataset(directory).manifest())
+            for problem in lake:
+                console.print(f"[red]data lake:[/] {problem}", highlight=False, markup=False)
+            if lake:
+                raise typer.Exit(1)
+            console.print("[green]data lake[/]: files, parts and row counts agree")
         if as_json:
             import orjson
 

@@ -23,6 +23,7 @@ from generator.events.wire import GUEST_HINT
 from generator.profile import Profile
 from generator.redaction import mask_key
 from generator.server.answers import Response, error, json_answer
+from generator.server.batch import BATCH_PREFIXES, BatchService
 from generator.server.faults import Faults
 from generator.server.ledger import Ledger
 from generator.server.tenant import Tenant
@@ -53,6 +54,7 @@ class ServerConfig:
     queue_limit: int = 20_000
     synchronous: str = "FULL"
     seed: int | None = None
+    api_token: str | None = None  # the Batch API's token (Basic auth with the client key)
 
 
 class _ClientGone(Exception):
@@ -78,6 +80,12 @@ class StreamApp:
             throttle_rps=config.throttle_rps,
             latency_ms=config.latency_ms,
             rng=self._rng,
+        )
+        self.batch = BatchService(
+            config.db_path,
+            config.profile.client_key,
+            config.api_token,
+            lambda: f"http://{config.host}:{config.port}",
         )
         self._inflight: dict[str, asyncio.Future[Response]] = {}
         self._started = time.monotonic()
@@ -109,6 +117,7 @@ class StreamApp:
                         self.ledger.open()
                     self.tenant.restore()
                     self.ledger.start(asyncio.get_running_loop())
+                    self.batch.open()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -117,6 +126,7 @@ class StreamApp:
             elif message["type"] == "lifespan.shutdown":
                 # uvicorn has already waited for in-flight requests; commit what is left.
                 self.ledger.close()
+                self.batch.close()
                 total = sum(self.tenant.stats.stored.values())
                 _log(f"drained and closed the ledger ({total} events stored)")
                 await send({"type": "lifespan.shutdown.complete"})
@@ -134,6 +144,7 @@ class StreamApp:
             f"serving profile {c.profile.name} (client key {mask_key(c.profile.client_key)}) "
             f"on http://{c.host}:{c.port}, ledger {c.db_path} "
             f"({sum(self.tenant.stats.stored.values())} events already stored){faults}"
+            + (f", Batch API token {mask_key(c.api_token)}" if c.api_token else "")
         )
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -154,6 +165,9 @@ class StreamApp:
         await send({"type": "http.response.body", "body": answer.body})
 
     async def _answer(self, scope: Scope, receive: Receive, path: str) -> Response:
+        if path.startswith(BATCH_PREFIXES):
+            fault = await self._fault() if self.faults.active else None
+            return fault or await self.batch.answer(scope, receive, path)
         methods = self._routes.get(path)
         if methods is None:
             return error(404, "not_found", f"no endpoint {path}", endpoints=sorted(self._routes))

@@ -42,6 +42,11 @@ def serve_command(
     seed: int | None = typer.Option(
         None, help="Seed the server's random source (refs, faults, decision times)."
     ),
+    api_token: str | None = typer.Option(
+        None,
+        envvar="CDPSIM_API_TOKEN",
+        help="Enable the Batch API with this token (Basic auth: client key and token).",
+    ),
     allow_remote: bool = typer.Option(
         False, "--allow-remote", help="Permit a non-loopback --host."
     ),
@@ -72,6 +77,7 @@ def serve_command(
             queue_limit=queue_limit,
             synchronous=sync.upper(),
             seed=seed,
+            api_token=api_token,
         )
     )
 
