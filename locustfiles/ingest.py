@@ -1,4 +1,4 @@
-"""Pointer for `locust -f locustfiles/ingest.py`: the scenario lives in generator/locustfiles/ingest.py."""
+"""Pointer for `locust -f locustfiles/ingest.py`: the scenario is generator/locustfiles/."""
 
 from generator.locustfiles.ingest import Ingester, Shape
 

@@ -1,4 +1,4 @@
-"""Pointer for `locust -f locustfiles/journeys.py`: the scenario lives in generator/locustfiles/journeys.py."""
+"""Pointer for `locust -f locustfiles/journeys.py`: the scenario is generator/locustfiles/."""
 
 from generator.locustfiles.journeys import Guest, Shape
 

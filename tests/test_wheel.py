@@ -1,4 +1,4 @@
-"""The built wheel, installed in a fresh venv, runs generate, validate and load outside the checkout."""
+"""The built wheel, in a fresh venv, runs generate, validate and load outside the checkout."""
 
 from __future__ import annotations
 
