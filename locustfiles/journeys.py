@@ -1,23 +1,5 @@
-"""Locust scenario: guests living the model's journeys against a Stream API (`cdpsim load`)."""
+"""Pointer for `locust -f locustfiles/journeys.py`: the scenario is generator/locustfiles/."""
 
-from generator.load.process_state import install
-from generator.load.users import JourneyGuest, ProfileShape
+from generator.locustfiles.journeys import Guest, Shape
 
-install()
-
-
-class Guest(JourneyGuest):
-    """Browser create, the session's events in order with think times, callFlows on triggers."""
-
-
-class Shape(ProfileShape):
-    """The profile's `load:` shape (steady, step, spike or diurnal)."""
-
-
-if __name__ == "__main__":
-    # Debugging, one user in this process, stopped with Ctrl+C:
-    # python locustfiles/journeys.py --host http://127.0.0.1:8080 \
-    #     --cdpsim-profile profiles/smoke.yaml
-    from locust import run_single_user
-
-    run_single_user(Guest)
+__all__ = ["Guest", "Shape"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 from generator.endpoint import free_port
@@ -17,7 +18,8 @@ from generator.redaction import redact
 
 __all__ = ["LocustProcesses", "SwarmOutcome", "locustfile_for"]
 
-_LOCUSTFILES = Path(__file__).resolve().parents[2] / "locustfiles"
+# Package data: the scenarios ship inside the wheel, so an install outside a checkout has them.
+_LOCUSTFILES = Path(str(files("generator") / "locustfiles"))
 # After the run time: users finish the request in flight, workers report, processes exit.
 _GRACE_S = 45.0
 
@@ -26,8 +28,8 @@ def locustfile_for(scenario: str) -> Path:
     path = _LOCUSTFILES / f"{scenario}.py"
     if not path.is_file():
         raise CdpsimError(
-            f"the {scenario} locustfile is not at {path}; run cdpsim from a checkout "
-            "(pip install -e .), where locustfiles/ sits beside the package",
+            f"the {scenario} locustfile is not at {path}; reinstall cdpsim "
+            "(the scenarios ship in the package as generator/locustfiles/)",
             code=2,
         )
     return path

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 __all__ = ["BUNDLED", "DEFAULT_PROFILE", "resolve_profile"]
 
-BUNDLED = Path(__file__).parent.parent / "defaults"
+# Package data, so an installed wheel finds them too; a real directory (no zip installs).
+BUNDLED = Path(str(files("generator") / "defaults"))
 DEFAULT_PROFILE = BUNDLED / "retail-ireland.yaml"
 
 

@@ -1,0 +1,1 @@
+"""Locust scenarios shipped with the package (`cdpsim load` runs them by path)."""

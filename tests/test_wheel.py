@@ -1,0 +1,60 @@
+"""The built wheel, in a fresh venv, runs generate, validate and load outside the checkout."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(ROOT),
+        ],
+        cwd=tmp_path,
+    )
+    (wheel,) = wheels.glob("cdpsim-*.whl")
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
+    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], cwd=tmp_path)
+    # No symlink and no checkout path: the package data is real files inside site-packages.
+    site = next((venv / "lib").glob("python3*/site-packages/generator"))
+    assert (site / "defaults" / "smoke.yaml").is_file()
+    assert not (site / "defaults").is_symlink()
+    assert (site / "locustfiles" / "journeys.py").is_file()
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    cdpsim = str(venv / "bin" / "cdpsim")
+    _run([cdpsim, "generate", "smoke", "--out", "data", "--events", "2000"], cwd=work)
+    _run([cdpsim, "validate", "data"], cwd=work)
+    _run([cdpsim, "load", "smoke", "--run-time", "3s"], cwd=work)
+
+
+def test_root_profiles_equal_the_bundled_ones() -> None:
+    bundled = ROOT / "generator" / "defaults"
+    names = sorted(p.name for p in bundled.glob("*.yaml"))
+    assert names == sorted(p.name for p in (ROOT / "profiles").glob("*.yaml"))
+    for name in names:
+        assert (ROOT / "profiles" / name).read_bytes() == (bundled / name).read_bytes(), name
