@@ -20,7 +20,7 @@ from generator.batch.files import export_batch, record_ref
 from generator.dataset.reader import open_dataset
 from generator.errors import CdpsimError
 from generator.redaction import mask_key
-from generator.server.listener import is_loopback
+from generator.endpoint import is_loopback
 
 __all__ = ["UploadResult", "upload_dataset"]
 
