@@ -38,8 +38,7 @@ def synthetic_batch(directory: Path, records: int) -> None:
     """A dataset directory whose batch/ holds `records` guest upserts (what the upload bench
     needs is many valid records; a dataset with 1M orders would take 30M events)."""
     from generator.batch.files import BatchSink
-    from generator.profile import load_profile
-    from generator.profile import resolve_profile
+    from generator.profile import load_profile, resolve_profile
 
     profile = load_profile(resolve_profile(PROFILE))
     batch = directory / "batch"

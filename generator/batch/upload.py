@@ -18,9 +18,9 @@ import orjson
 
 from generator.batch.files import export_batch, record_ref
 from generator.dataset.reader import open_dataset
+from generator.endpoint import is_loopback
 from generator.errors import CdpsimError
 from generator.redaction import mask_key
-from generator.endpoint import is_loopback
 
 __all__ = ["UploadResult", "upload_dataset"]
 
