@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Complet
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     _run(
@@ -38,9 +40,22 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("cdpsim-*.whl")
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], cwd=tmp_path)
+    # The dependencies come from this test run's own environment through a path file (downloading
+    # them again would take minutes): a plain path line adds that site-packages to sys.path but
+    # does not run its .pth files, so the checkout's editable install stays out of the new venv.
+    (packages,) = (venv / "lib").glob("python3*/site-packages")
+    (packages / "cdpsim_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    _run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+        cwd=tmp_path,
+    )
     # No symlink and no checkout path: the package data is real files inside site-packages.
-    site = next((venv / "lib").glob("python3*/site-packages/generator"))
+    site = packages / "generator"
+    where = _run(
+        [str(venv / "bin" / "python"), "-c", "import generator; print(generator.__file__)"],
+        cwd=tmp_path,
+    ).stdout.strip()
+    assert Path(where).parent == site, where  # the wheel's copy, not the checkout's
     assert (site / "defaults" / "smoke.yaml").is_file()
     assert not (site / "defaults").is_symlink()
     assert (site / "locustfiles" / "journeys.py").is_file()
