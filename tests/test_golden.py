@@ -24,12 +24,12 @@ GOLDEN = {
     "smoke": {
         "events.jsonl": "fd6ff5401528c01251845b3a1356dbec037b4b5ed1e83f59245afc7996644fa9",
         "guests.jsonl": "60340dd1e3750662a035a94a9a147de5cfca9d9d099bb88d22447e4a68ed32d3",
-        "manifest.json": "7cc1cdc2ad8cc7f7c1f2dce0519f5c4f636366348875bf912317b3e94bd15882",
+        "manifest.json": "b00a3e63067a5af992ba9dadc655fbbf3ff6cc241a06b130d670e8184e520ce5",
     },
     "multi-region": {
         "events.jsonl": "f7f8dd911bce292ec3e3746de525f9cc29e7fa3a8b1b0612ee2b8e38cf8cf41d",
         "guests.jsonl": "5123e9cea67c5d52fbdf962e3fe2bc8d7bdf70887f2eb2553a82ca6fcc6f863c",
-        "manifest.json": "15dd8122b81395084e574ebffb7fbbdab642d33f96aaff07cc5960fbe4858c76",
+        "manifest.json": "b9879b142f4d119baa0591ee6d0f493427416e55fb2a7d6a76fb5be2d4f0eb6b",
     },
 }
 EVENTS = 3000

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from generator.cli import main
 from generator.dataset.reader import DatasetError
 from generator.dataset.validate import validate_dataset
 
@@ -157,3 +158,11 @@ def test_cli_exit_codes(tmp_path: Path, smoke_dataset: Path) -> None:
     (tmp_path / "empty").mkdir()
     empty = subprocess.run([*cmd, str(tmp_path / "empty")], capture_output=True, text=True)
     assert empty.returncode == 1 and "no events.jsonl" in empty.stderr
+
+
+def test_manifest_last_event_at_is_the_last_events_created_at(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    assert main(["generate", "smoke", "--out", str(out), "--events", "3000"]) == 0
+    last = (out / "events.jsonl").read_bytes().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    manifest = orjson.loads((out / "manifest.json").read_bytes())
+    assert manifest["lastEventAt"] == orjson.loads(last)["createdAt"]

@@ -52,7 +52,8 @@ def build_manifest(
             ],
         }
     all_counts = {t.name: counts.get(t.name, 0) for t in EventType}
-    last = last_event_key[:23].decode() + "Z" if last_event_key else None
+    # The key starts with createdAt in epoch ms (`plan.sort_key`): formatted, not cut.
+    last = iso_ms(int(last_event_key[:15])) if last_event_key else None
     return {
         "profile": {"name": profile.name, "sha256": profile.sha256, "source": profile.source},
         "seed": plan_seed,
