@@ -7,10 +7,12 @@ from typing import Any
 # The one place the version lives; pyproject.toml reads it (and importlib.metadata is slow).
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_profile", "open_dataset"]
+__all__ = ["__version__", "generate", "iter_events", "load_profile", "open_dataset"]
 
 # Imported on first use so `import generator` stays cheap (no numpy, no YAML parser).
 _LAZY = {
+    "generate": "generator.api",
+    "iter_events": "generator.api",
     "load_profile": "generator.profile",
     "open_dataset": "generator.dataset.reader",
 }

@@ -36,7 +36,7 @@ def run_demo(out: Path, console: Console) -> None:
         f"{profile.start:%Y-%m-%d}, flows: {', '.join(f.friendly_id for f in profile.flows)}"
     )
     started = time.perf_counter()
-    result = generate(GenerateRequest(profile=profile, out=dataset))
+    result = generate(GenerateRequest(profile=profile, out=dataset, tune_process=True))
     took = time.perf_counter() - started
     console.print(
         f"\n[green]1. generated[/] {result.events:,} events for {result.guests:,} guests in "

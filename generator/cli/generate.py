@@ -110,6 +110,7 @@ def register(app: typer.Typer) -> None:
             gzip=fmt == "jsonl.gz",
             shard=_shard(shard),
             workers=workers,
+            tune_process=True,  # the CLI's own process: tuned for speed
         )
         console = Console(stderr=True, quiet=quiet or as_json)
         started = time.perf_counter()
@@ -143,5 +144,7 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         started = time.perf_counter()
         with progress_bar(console) as bar:
-            result = merge_parts(load_profile(resolve_profile(profile)), out, workers, bar)
+            result = merge_parts(
+                load_profile(resolve_profile(profile)), out, workers, bar, tune_process=True
+            )
         summarise(console, result, time.perf_counter() - started)

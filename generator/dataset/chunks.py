@@ -45,11 +45,11 @@ def init_worker(placement: Placement) -> None:
     _placement = placement
 
 
-def write_chunk(job: ChunkJob, sink: IO[bytes] | None = None) -> Chunk:
+def write_chunk(job: ChunkJob, sink: IO[bytes] | None = None, tune_gc: bool = True) -> Chunk:
     """Sort one bucket across every shard and worker; cut; render it. This process, alone,
     streams the text into `sink`; a worker process holds its chunk's text until the chunk's
-    place in the output is known, then writes it there."""
-    with no_cyclic_gc():
+    place in the output is known, then writes it there. `tune_gc`: as for `write_parts`."""
+    with no_cyclic_gc(tune_gc):
         if sink is not None:
             return _write_chunk(*job, sink=sink)
         if _placement is None:

@@ -27,9 +27,13 @@ PartsJob = tuple[Profile, Plan, Path, tuple[int, int], int, int]
 
 
 @contextmanager
-def no_cyclic_gc() -> Iterator[None]:
+def no_cyclic_gc(enabled: bool = True) -> Iterator[None]:
     """The hot phases make millions of short-lived tuples and no cycles; the cyclic collector
-    would only walk them over and over."""
+    would only walk them over and over. Only where asked (`enabled`): the CLI's process or the
+    package's workers, never a library caller's process."""
+    if not enabled:
+        yield
+        return
     was = gc.isenabled()
     gc.disable()
     try:
@@ -48,9 +52,12 @@ def init_worker(queue: Any) -> None:
     _done_queue = queue
 
 
-def write_parts(job: PartsJob, on_block: Callable[[int], None] | None = None) -> list[int]:
-    """Simulate one worker's blocks into bucket files; returns events per bucket."""
-    with no_cyclic_gc():
+def write_parts(
+    job: PartsJob, on_block: Callable[[int], None] | None = None, tune_gc: bool = True
+) -> list[int]:
+    """Simulate one worker's blocks into bucket files; returns events per bucket. `tune_gc`:
+    the cyclic collector off meanwhile (a worker process, or the CLI's own)."""
+    with no_cyclic_gc(tune_gc):
         return _write_parts(*job, on_block=on_block)
 
 

@@ -70,6 +70,10 @@ class GenerateRequest:
     gzip: bool = False
     shard: tuple[int, int] = (1, 1)  # (I, N), 1-based
     workers: int = 1
+    # Tune this process for the run (glibc malloc thresholds, kept for good; the cyclic
+    # collector off during the hot phases): the CLI's choice. A library caller's process is
+    # left as it was; the package's own worker processes are always tuned.
+    tune_process: bool = False
 
 
 @dataclass
@@ -84,7 +88,8 @@ class GenerateResult:
 
 def generate(req: GenerateRequest, progress: Progress | None = None) -> GenerateResult:
     """Run `cdpsim generate`: write this shard's parts, and the dataset once all parts exist."""
-    keep_freed_memory()
+    if req.tune_process:
+        keep_freed_memory()
     out = req.out
     out.mkdir(parents=True, exist_ok=True)
     for name in DATASET_FILES:
@@ -127,7 +132,9 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
             if workers > 1
             else None
         )
-        counts = _run_parts(jobs, blocks, plan.expected // req.shard[1], progress, pool)
+        counts = _run_parts(
+            jobs, blocks, plan.expected // req.shard[1], progress, pool, req.tune_process
+        )
         bucket_counts = [sum(c[k] for c in counts) for k in range(plan.buckets)]
         (mine / "counts.json").write_bytes(
             orjson.dumps({"plan": plan.to_json(), "buckets": bucket_counts})
@@ -143,7 +150,14 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
                 complete=False,
                 warnings=[f"waiting for shard(s) {', '.join(missing)} of {n}; the last one merges"],
             )
-        return merge_parts(req.profile, out, workers=req.workers, progress=progress, pool=pool)
+        return merge_parts(
+            req.profile,
+            out,
+            workers=req.workers,
+            progress=progress,
+            pool=pool,
+            tune_process=req.tune_process,
+        )
 
 
 def _partial(out: Path, plan: Plan) -> Path:
@@ -183,6 +197,7 @@ def _init_worker(queue: Any, placement: Placement) -> None:
     # Ctrl-C is the parent's to handle (it ends the workers): interrupted mid-way through a
     # queue or lock of multiprocessing, a worker could hang its own exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()  # this process is the package's own: tuned whoever started the run
     init_parts_worker(queue)
     init_chunk_worker(placement)
 
@@ -193,6 +208,7 @@ def _run_parts(
     expected: int,
     progress: Progress | None,
     pool: _Pool | None,
+    tune_process: bool,
 ) -> list[list[int]]:
     """Phase A, in this process or in one worker process per job."""
     finished = events = 0
@@ -205,7 +221,7 @@ def _run_parts(
             progress("simulate", events, max(expected, events))
 
     if pool is None:
-        return [write_parts(job, on_block=one_more) for job in jobs]
+        return [write_parts(job, on_block=one_more, tune_gc=tune_process) for job in jobs]
     futures: list[Future[list[int]]] = [pool.executor.submit(write_parts, job) for job in jobs]
     while finished < blocks:
         try:
@@ -224,9 +240,11 @@ def merge_parts(
     workers: int = 1,
     progress: Progress | None = None,
     pool: _Pool | None = None,
+    tune_process: bool = False,
 ) -> GenerateResult:
     """Phases B and C: from every shard's parts to the finished dataset in `out`."""
-    keep_freed_memory()
+    if tune_process:
+        keep_freed_memory()
     # Names what is wrong (another profile, seed, size or shard count; a missing shard).
     records = check_parts(out, profile, complete=True)
     metas = [orjson.loads((shard_dir(out, r.shard) / "counts.json").read_bytes()) for r in records]
@@ -259,7 +277,7 @@ def merge_parts(
         chunks: Iterable[Chunk] = (
             pool.executor.map(write_chunk, jobs)
             if pool is not None and len(jobs) > 1
-            else (write_chunk(job, dst) for job in jobs)
+            else (write_chunk(job, dst, tune_gc=tune_process) for job in jobs)
         )
         for chunk in chunks:
             counts += chunk.counts
