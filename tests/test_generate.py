@@ -203,31 +203,66 @@ def test_shards_made_apart_join_with_cdpsim_merge(tmp_path: Path, multi_dataset:
     assert nothing.returncode == 2 and "no generated parts" in nothing.stderr
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_ctrl_c_stops_generate_cleanly_and_a_rerun_completes(tmp_path: Path, workers: str) -> None:
-    out = tmp_path / "interrupted"
+def _stop_at(out: Path, workers: str, phase: str, signum: int) -> tuple[int, str]:
+    """Start a generate that waits at `phase` (the CLI's test-only CDPSIM_TEST_PAUSE_AT), send
+    it `signum` there, and check that it leaves no process behind: its exit code and stderr."""
     cmd = [sys.executable, "-m", "generator.cli", "generate", "retail-ireland", "--out", str(out)]
     proc = subprocess.Popen(
-        [*cmd, "--events", "3000000", "--workers", workers],
+        [*cmd, "--events", "300000", "--workers", workers],
         start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "CDPSIM_TEST_PAUSE_AT": phase},
     )
-    deadline = time.monotonic() + 30
-    while not (out / ".parts").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:  # ends at the marker, or at exit if the phase never came
+        seen.append(line)
+        if line.strip() == f"cdpsim-test-pause {phase}":
+            break
+    else:
+        proc.wait()
+        raise AssertionError(f"never reached {phase}: {''.join(seen)}")
     family = psutil.Process(proc.pid).children(recursive=True)
-    os.killpg(proc.pid, signal.SIGINT)
+    if signum == signal.SIGINT:
+        os.killpg(proc.pid, signum)  # what a terminal's Ctrl-C does
+    else:
+        os.kill(proc.pid, signum)  # `kill PID`: the parent alone
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
     _, alive = psutil.wait_procs(family, timeout=10)
     assert not alive  # no worker left behind
+    assert "Traceback" not in err, err
+    return proc.returncode, err
+
+
+def _rerun_completes(out: Path) -> None:
+    cmd = [sys.executable, "-m", "generator.cli", "generate", "retail-ireland", "--out", str(out)]
     rerun = subprocess.run([*cmd, "--events", "2000"], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert orjson.loads((out / "manifest.json").read_bytes())["events"] == 2000
+    assert validate_dataset(out).ok
+
+
+@pytest.mark.parametrize("phase", ["simulate", "write", "join"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_generate_cleanly_and_a_rerun_completes(
+    tmp_path: Path, workers: str, phase: str
+) -> None:
+    out = tmp_path / "interrupted"
+    code, err = _stop_at(out, workers, phase, signal.SIGINT)
+    assert code == 130, err
+    assert "interrupted" in err
+    _rerun_completes(out)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_stops_generate_saying_terminated(tmp_path: Path, workers: str) -> None:
+    out = tmp_path / "terminated"
+    code, err = _stop_at(out, workers, "simulate", signal.SIGTERM)
+    assert code == 143, err
+    assert "terminated" in err
+    _rerun_completes(out)
 
 
 @pytest.mark.timeout(120)

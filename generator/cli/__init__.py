@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from types import FrameType
 
 import typer
 from rich.console import Console
@@ -45,14 +47,45 @@ def _root(
     """Simulate a Sitecore CDP tenant's traffic."""
 
 
+# The stop signal a file command received (set by `_stop`), so that a KeyboardInterrupt
+# swallowed on the way up (a finaliser, a library's `except`) cannot end the run as a success.
+_stopped: int | None = None
+_STOP_WORDS = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    global _stopped
+    _stopped = signum
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: workers ended, files closed
+
+
+def _catch_stop_signals() -> None:
+    for signum in _STOP_WORDS:
+        signal.signal(signum, _stop)
+
+
+def _stopped_code(err: Console) -> int | None:
+    if _stopped is None:
+        return None
+    word, code = _STOP_WORDS[signal.Signals(_stopped)]
+    err.print(word)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; user errors become a readable message and an exit code."""
     err = Console(stderr=True, soft_wrap=True)
+    code = _main(argv, err)
+    stopped = _stopped_code(err)
+    return code if stopped is None else stopped
+
+
+def _main(argv: list[str] | None, err: Console) -> int:
     try:
         # Without standalone mode click hands back the code of a typer.Exit instead of exiting.
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int):
-            if code == 130:  # typer's answer to Ctrl-C (no command returns 130 itself)
+            if code == 130 and _stopped is None:  # typer's answer to Ctrl-C
                 err.print("interrupted")
             return code
     except ProfileError as exc:
@@ -69,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"[bold red]error:[/]{where}: {exc.strerror or exc}", highlight=False)
         return 1
     except KeyboardInterrupt:
-        err.print("interrupted")
+        if _stopped is None:
+            err.print("interrupted")
         return 130
     except typer.Exit as exc:
         return exc.exit_code
@@ -92,8 +126,12 @@ def run() -> None:
     own teardown (freeing every module and array one by one, some 50 ms after a default
     `generate`) is skipped: its files are closed and its workers gone, and the OS takes back
     the memory at once. Other commands (servers, Locust) exit the ordinary way."""
+    file_command = len(sys.argv) > 1 and sys.argv[1] in _FILE_COMMANDS
+    if file_command:
+        # Servers and Locust handle their own signals; file commands stop on either.
+        _catch_stop_signals()
     code = main()
-    if len(sys.argv) > 1 and sys.argv[1] in _FILE_COMMANDS:
+    if file_command:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +44,19 @@ def summarise(console: Console, result: GenerateResult, seconds: float) -> None:
     )
     counts = ", ".join(f"{k} {v:,}" for k, v in sorted(result.counts.items()) if v)
     console.print(f"  by type: {counts}")
+
+
+def _test_pause(phase_at: str) -> Callable[[str, int, int], None]:
+    """For tests that stop a run at a known phase (CDPSIM_TEST_PAUSE_AT=simulate, write or
+    join): print a marker line to stderr there and wait, so the signal lands in that phase."""
+
+    def update(phase: str, done: int, total: int) -> None:
+        at = "join" if phase == "write" and done >= total else phase
+        if at == phase_at:
+            print(f"cdpsim-test-pause {at}", file=sys.stderr, flush=True)
+            time.sleep(60)
+
+    return update
 
 
 def _json(result: GenerateResult, seconds: float) -> str:
@@ -114,7 +130,10 @@ def register(app: typer.Typer) -> None:
         )
         console = Console(stderr=True, quiet=quiet or as_json)
         started = time.perf_counter()
-        if console.quiet:
+        pause_at = os.environ.get("CDPSIM_TEST_PAUSE_AT")
+        if pause_at:
+            result = generate(request, progress=_test_pause(pause_at))
+        elif console.quiet:
             result = generate(request)
         else:
             with progress_bar(console) as bar:

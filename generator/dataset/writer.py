@@ -197,6 +197,7 @@ def _init_worker(queue: Any, placement: Placement) -> None:
     # Ctrl-C is the parent's to handle (it ends the workers): interrupted mid-way through a
     # queue or lock of multiprocessing, a worker could hang its own exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited by the fork
     keep_freed_memory()  # this process is the package's own: tuned whoever started the run
     init_parts_worker(queue)
     init_chunk_worker(placement)
