@@ -38,6 +38,7 @@ from generator.dataset.chunks import init_worker as init_chunk_worker
 from generator.dataset.manifest import build_manifest
 from generator.dataset.parts import PartsJob, write_parts
 from generator.dataset.parts import init_worker as init_parts_worker
+from generator.lifecycle import die_with_parent
 from generator.dataset.placement import Placement
 from generator.dataset.plan import (
     Plan,
@@ -183,6 +184,9 @@ def _init_worker(queue: Any, placement: Placement) -> None:
     # Ctrl-C is the parent's to handle (it ends the workers): interrupted mid-way through a
     # queue or lock of multiprocessing, a worker could hang its own exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A parent that ends without ending us (SIGKILL) must not leave us asleep on the queue.
+    parent = mp.parent_process()
+    die_with_parent(parent.pid if parent is not None else None)
     init_parts_worker(queue)
     init_chunk_worker(placement)
 
