@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,10 +30,8 @@ def _tree(pid: int) -> list[psutil.Process]:
 def _cmdlines(procs: list[psutil.Process]) -> list[str]:
     out = []
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             out.append(" ".join(p.cmdline()))
-        except psutil.Error:
-            pass
     return out
 
 
@@ -64,6 +63,13 @@ def _left_alive(family: list[psutil.Process], timeout: float = 10.0) -> list[str
         time.sleep(0.1)
 
 
+def _reap(family: list[psutil.Process]) -> None:
+    # Whatever failed, a test leaves nothing behind.
+    for p in family:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
 def _load(tmp_path: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
@@ -82,6 +88,7 @@ _LOAD_CHILDREN = ["generator.server", "locust", "generator.load.guest_simulator"
 @pytest.mark.timeout(120)
 def test_sigkill_of_load_leaves_no_process_of_its_tree(tmp_path: Path) -> None:
     proc = _load(tmp_path)
+    family: list[psutil.Process] = []
     try:
         _wait_for_tree(proc, _LOAD_CHILDREN, timeout=60)
         family = _tree(proc.pid)
@@ -90,8 +97,7 @@ def test_sigkill_of_load_leaves_no_process_of_its_tree(tmp_path: Path) -> None:
         alive = _left_alive(family)
         assert not alive, f"left running after SIGKILL of their parent: {alive}"
     finally:
-        for p in _tree(proc.pid):
-            p.kill()
+        _reap(family + _tree(proc.pid))
         proc.kill()
         proc.communicate()
 
@@ -99,12 +105,22 @@ def test_sigkill_of_load_leaves_no_process_of_its_tree(tmp_path: Path) -> None:
 @pytest.mark.timeout(120)
 def test_sigkill_of_generate_leaves_no_worker(tmp_path: Path) -> None:
     out = tmp_path / "out"
+    args = [
+        "generate",
+        "retail-ireland",
+        "--out",
+        str(out),
+        "--events",
+        "3000000",
+        "--workers",
+        "2",
+    ]
     proc = subprocess.Popen(
-        [*CLI, "generate", "retail-ireland", "--out", str(out), "--events", "3000000"]
-        + ["--workers", "2"],
+        [*CLI, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    family: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 60
         while len(_tree(proc.pid)) < 2 and time.monotonic() < deadline:
@@ -117,8 +133,7 @@ def test_sigkill_of_generate_leaves_no_worker(tmp_path: Path) -> None:
         alive = _left_alive(family)
         assert not alive, f"workers left running after SIGKILL of their parent: {alive}"
     finally:
-        for p in _tree(proc.pid):
-            p.kill()
+        _reap(family + _tree(proc.pid))
         proc.kill()
 
 
@@ -129,6 +144,7 @@ def test_signalled_load_says_interrupted_and_writes_its_report(
 ) -> None:
     report = tmp_path / "report"
     proc = _load(tmp_path, "--report", str(report))
+    family: list[psutil.Process] = []
     try:
         _wait_for_tree(proc, _LOAD_CHILDREN, timeout=60)
         # Locust is running users once it writes its stats history (header, then a row a second).
@@ -146,6 +162,8 @@ def test_signalled_load_says_interrupted_and_writes_its_report(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+        alive = _left_alive(family)
+        _reap(family)
     text = err.decode(errors="replace")
     assert proc.returncode == 130, text
     assert "interrupted" in text and "Traceback" not in text
@@ -154,5 +172,5 @@ def test_signalled_load_says_interrupted_and_writes_its_report(
     # Locust writes its HTML and CSVs as it stops: they are there.
     assert (report / "locust.html").is_file()
     assert (report / "locust_stats.csv").is_file()
-    assert not _left_alive(family)
+    assert not alive, f"left running: {alive}"
     assert not list((tmp_path / "tmp").iterdir()), "temp dirs were left behind"

@@ -38,7 +38,6 @@ from generator.dataset.chunks import init_worker as init_chunk_worker
 from generator.dataset.manifest import build_manifest
 from generator.dataset.parts import PartsJob, write_parts
 from generator.dataset.parts import init_worker as init_parts_worker
-from generator.lifecycle import die_with_parent
 from generator.dataset.placement import Placement
 from generator.dataset.plan import (
     Plan,
@@ -52,6 +51,7 @@ from generator.dataset.plan import (
 from generator.dataset.provenance import Provenance, check_parts, write_provenance
 from generator.errors import CdpsimError
 from generator.events.types import EventType
+from generator.lifecycle import die_with_parent
 from generator.profile import Profile
 
 __all__ = ["GenerateRequest", "GenerateResult", "Progress", "generate", "merge_parts"]
