@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
 
 import typer
 from rich.console import Console
@@ -62,7 +64,8 @@ def register(app: typer.Typer) -> None:
         """Drive a Stream API endpoint with Locust; summarise, reconcile, judge the SLOs.
 
         Exit 0 when it held, 1 on an SLO breach, 3 when events were lost or duplicated (or the
-        embedded server could not account for them), 4 when the target cannot be reached.
+        embedded server could not account for them), 4 when the target cannot be reached, 130
+        when interrupted (Ctrl-C or SIGTERM; the report and summary.json are still written).
         """
         # Imported here (Locust and the model are heavy) so other commands start fast.
         from generator.load.loadtest import LoadTest
@@ -96,7 +99,16 @@ def register(app: typer.Typer) -> None:
             remote_workers=remote_workers,
             master_port=master_port,
         )
-        summary = test.run(Console())
+        # SIGTERM (`kill PID`) takes Ctrl-C's path: Locust stops and reports, the embedded
+        # server drains, the temp dirs go, and the summary says the run was interrupted.
+        # Put back afterwards: `main()` may run inside another program (tests, a notebook).
+        before = signal.signal(signal.SIGTERM, _as_interrupt)
+        try:
+            summary = test.run(Console())
+        finally:
+            signal.signal(signal.SIGTERM, before)
+        if summary["verdict"] == "interrupted":
+            raise typer.Exit(130)
         if summary["verdict"] == "unreconciled":
             raise CdpsimError(
                 f"not reconciled: {summary['reconciliation_omitted']}", code=summary["exit_code"]
@@ -113,3 +125,7 @@ def register(app: typer.Typer) -> None:
                 "the run did not hold: " + "; ".join(summary["slo"]["breaches"]),
                 code=summary["exit_code"],
             )
+
+
+def _as_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

@@ -51,6 +51,7 @@ from generator.dataset.plan import (
 from generator.dataset.provenance import Provenance, check_parts, write_provenance
 from generator.errors import CdpsimError
 from generator.events.types import EventType
+from generator.lifecycle import die_with_parent
 from generator.profile import Profile
 
 __all__ = ["GenerateRequest", "GenerateResult", "Progress", "generate", "merge_parts"]
@@ -199,6 +200,9 @@ def _init_worker(queue: Any, placement: Placement) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited by the fork
     keep_freed_memory()  # this process is the package's own: tuned whoever started the run
+    # A parent that ends without ending us (SIGKILL) must not leave us asleep on the queue.
+    parent = mp.parent_process()
+    die_with_parent(parent.pid if parent is not None else None)
     init_parts_worker(queue)
     init_chunk_worker(placement)
 

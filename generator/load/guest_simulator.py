@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from generator.events.history import GuestHistory, guest_histories
+from generator.lifecycle import die_with_parent, popen_child
 from generator.load.journeys import Journey, JourneyCompiler
 from generator.profile import Profile, load_profile
 
@@ -61,7 +62,7 @@ class GuestSimulator:
         from gevent.lock import Semaphore
 
         self._lock = Semaphore()
-        self._proc = subprocess.Popen(
+        self._proc = popen_child(
             [
                 sys.executable,
                 "-m",
@@ -118,4 +119,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    die_with_parent()
     sys.exit(main(sys.argv[1:]))

@@ -144,7 +144,7 @@ class LoadTest:
             outcome = processes.run()
             # Remote workers leave no files here; the master merged their periodic reports.
             counter_sets = read_counters(work, "master" if self.remote_workers else "worker")
-            if not counter_sets:
+            if not counter_sets and not outcome.interrupted:
                 raise CdpsimError(
                     "Locust ended without reporting any traffic; its log says:\n"
                     + (outcome.log_tail() or "(nothing)"),
@@ -184,6 +184,7 @@ class LoadTest:
             omitted_reason=reason,
             slo=self.slo,
             must_reconcile=server is not None,
+            interrupted=outcome.interrupted,
         )
         if self.report is not None:
             (self.report / "summary.json").write_bytes(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from generator.endpoint import free_port
 from generator.errors import CdpsimError
+from generator.lifecycle import popen_child
 from generator.load.plan import READY_WAIT_S, LoadPlan
 from generator.redaction import redact
 
@@ -38,6 +39,7 @@ def locustfile_for(scenario: str) -> Path:
 @dataclass(slots=True)
 class SwarmOutcome:
     logs: list[Path] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C (or SIGTERM, which the CLI turns into one) ended the run
 
     def log_tail(self, lines: int = 15) -> str:
         out = []
@@ -70,7 +72,17 @@ class LocustProcesses:
     master_port: int = 5557
 
     def commands(self, master_port: int) -> list[list[str]]:
-        base = [sys.executable, "-m", "locust", "-f", str(self.locustfile), "--host", self.host]
+        # Through the lifecycle wrapper: Locust then ends when this process does, even on SIGKILL.
+        base = [
+            sys.executable,
+            "-m",
+            "generator.lifecycle",
+            "locust",
+            "-f",
+            str(self.locustfile),
+            "--host",
+            self.host,
+        ]
         base += self.plan.locust_args()
         base += ["--stop-timeout", f"{self.plan.timeout + 2:g}", "--exit-code-on-error", "0"]
         lead = [*base]
@@ -114,7 +126,7 @@ class LocustProcesses:
             outcome.logs.append(log)
             with open(log, "wb") as out:
                 procs.append(
-                    subprocess.Popen(
+                    popen_child(
                         command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
                     )
                 )
@@ -128,6 +140,7 @@ class LocustProcesses:
                 _wait(proc, time.monotonic() + _GRACE_S)
         except KeyboardInterrupt:
             # Ctrl+C: let every process stop and report; the caller reconciles what was sent.
+            outcome.interrupted = True
             for proc in procs:
                 _signal(proc, signal.SIGINT)
             for proc in procs:

@@ -13,7 +13,14 @@ from generator.load.counters import Counters
 __all__ = ["EXIT", "Slo", "build_summary", "reconcile", "render_summary"]
 
 # Exit codes: what held, what broke.
-EXIT = {"held": 0, "slo_breach": 1, "events_lost": 3, "unreconciled": 3, "unreachable": 4}
+EXIT = {
+    "interrupted": 130,
+    "held": 0,
+    "slo_breach": 1,
+    "events_lost": 3,
+    "unreconciled": 3,
+    "unreachable": 4,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,7 @@ def build_summary(
     omitted_reason: str | None,
     slo: Slo,
     must_reconcile: bool = False,
+    interrupted: bool = False,
 ) -> dict[str, Any]:
     """The summary.json document; `exit_code` and `verdict` say what held."""
     duration = max(0.0, (counters.last_ms - counters.first_ms) / 1000)
@@ -114,7 +122,11 @@ def build_summary(
         "max_p95_ms": slo.max_p95_ms,
         "breaches": breaches,
     }
-    if reconciliation and (reconciliation["lost"] or reconciliation["duplicated"]):
+    summary["interrupted"] = interrupted
+    if interrupted:
+        # Cut short, the figures are partial: no verdict on the SLOs, only what was seen.
+        verdict = "interrupted"
+    elif reconciliation and (reconciliation["lost"] or reconciliation["duplicated"]):
         verdict = "events_lost"
     elif must_reconcile and reconciliation is None:
         verdict = "unreconciled"  # our own server could not say what it stored

@@ -7,4 +7,7 @@ import sys
 from generator.server.command import run_alone
 
 if __name__ == "__main__":
+    from generator.lifecycle import die_with_parent
+
+    die_with_parent()
     sys.exit(run_alone(sys.argv[1:]))

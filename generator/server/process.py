@@ -19,6 +19,7 @@ from typing import Any
 
 from generator.endpoint import free_port
 from generator.errors import CdpsimError
+from generator.lifecycle import popen_child
 
 __all__ = ["EmbeddedServer"]
 
@@ -99,7 +100,7 @@ class EmbeddedServer:
         args += self.extra_args
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
+            self._proc = popen_child(
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
 
