@@ -85,6 +85,15 @@ def _load(tmp_path: Path, *extra: str) -> subprocess.Popen[bytes]:
 _LOAD_CHILDREN = ["generator.server", "locust", "generator.load.guest_simulator"]
 
 
+def _kill_parent_and_expect_no_survivor(
+    proc: subprocess.Popen[bytes], family: list[psutil.Process]
+) -> None:
+    proc.kill()
+    proc.wait(10)
+    alive = _left_alive(family)
+    assert not alive, f"left running after SIGKILL of their parent: {alive}"
+
+
 @pytest.mark.timeout(120)
 def test_sigkill_of_load_leaves_no_process_of_its_tree(tmp_path: Path) -> None:
     proc = _load(tmp_path)
@@ -92,10 +101,7 @@ def test_sigkill_of_load_leaves_no_process_of_its_tree(tmp_path: Path) -> None:
     try:
         _wait_for_tree(proc, _LOAD_CHILDREN, timeout=60)
         family = _tree(proc.pid)
-        proc.kill()
-        proc.wait(10)
-        alive = _left_alive(family)
-        assert not alive, f"left running after SIGKILL of their parent: {alive}"
+        _kill_parent_and_expect_no_survivor(proc, family)
     finally:
         _reap(family + _tree(proc.pid))
         proc.kill()
@@ -128,10 +134,7 @@ def test_sigkill_of_generate_leaves_no_worker(tmp_path: Path) -> None:
             time.sleep(0.05)
         family = _tree(proc.pid)
         assert len(family) >= 2, "the workers did not start"
-        proc.kill()
-        proc.wait(10)
-        alive = _left_alive(family)
-        assert not alive, f"workers left running after SIGKILL of their parent: {alive}"
+        _kill_parent_and_expect_no_survivor(proc, family)
     finally:
         _reap(family + _tree(proc.pid))
         proc.kill()
