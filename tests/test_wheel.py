@@ -18,7 +18,6 @@ def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Complet
     return done
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
@@ -39,14 +38,16 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     )
     (wheel,) = wheels.glob("cdpsim-*.whl")
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
+    # No pip in the new venv (creating one with pip costs seconds): this run's pip installs into it.
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
     # The dependencies come from this test run's own environment through a path file (downloading
     # them again would take minutes): a plain path line adds that site-packages to sys.path but
     # does not run its .pth files, so the checkout's editable install stays out of the new venv.
     (packages,) = (venv / "lib").glob("python3*/site-packages")
     (packages / "cdpsim_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     _run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
+        + ["install", "-q", "--no-deps", str(wheel)],
         cwd=tmp_path,
     )
     # No symlink and no checkout path: the package data is real files inside site-packages.
