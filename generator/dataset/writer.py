@@ -284,6 +284,8 @@ def merge_parts(
             if pool is not None and len(jobs) > 1
             else (write_chunk(job, dst, tune_gc=tune_process) for job in jobs)
         )
+        if progress:  # the write phase begins (a single chunk would report only its end)
+            progress("write", 0, total)
         for chunk in chunks:
             counts += chunk.counts
             exposures += chunk.exposures
