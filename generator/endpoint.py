@@ -1,15 +1,28 @@
-"""Network endpoints: one rule for what counts as loopback, one URL parser, one free-port helper."""
+"""Network endpoints: one rule for what counts as loopback, one URL parser, one free-port helper,
+and one way to say what a failed HTTP answer was."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
 from dataclasses import dataclass
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
-from generator.errors import CdpsimError
+import orjson
 
-__all__ = ["LOCAL_NAMES", "Endpoint", "EndpointError", "free_port", "is_loopback", "parse_endpoint"]
+from generator.errors import CdpsimError
+from generator.redaction import shorten, shown
+
+__all__ = [
+    "LOCAL_NAMES",
+    "Endpoint",
+    "EndpointError",
+    "answer_reason",
+    "free_port",
+    "is_loopback",
+    "parse_endpoint",
+]
 
 # Names that mean this machine on every system we run on. Any other name is not taken as local,
 # whatever it resolves to today: resolution can change between the check and the traffic.
@@ -113,3 +126,33 @@ def free_port(host: str = "127.0.0.1") -> int:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def answer_reason(status: int, body: bytes, content_type: str = "") -> str:
+    """A short, stable reason for a failed answer: the status, and the target's own message when
+    it gave one in JSON; a page of HTML (a target that is no Stream API) is named, not dumped."""
+    phrase = _phrase(status)
+    message = ""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        found = data.get("error_msg") or data.get("message") or data.get("detail") or ""
+        message = found if isinstance(found, str) else shown(found)
+    elif body.strip():
+        what = (content_type.split(";")[0].strip() or "no content type") if content_type else ""
+        looks_html = body.lstrip()[:1] == b"<" or "html" in what
+        message = (
+            f"an HTML page ({what or 'text/html'}), not a Stream API answer"
+            if looks_html
+            else f"not JSON ({what or 'no content type'}): {body[:80].decode('utf-8', 'replace')}"
+        )
+    return shorten(f"{status} {phrase}: {message}" if message else f"{status} {phrase}", 160)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "(no standard name)"

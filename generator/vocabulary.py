@@ -3,9 +3,19 @@ live with the profile schema, on the same layer)."""
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
-__all__ = ["CLIENT_TYPES", "EMAIL_DOMAINS", "EVENT_TYPE_NAMES", "PAY_TYPES", "EventType"]
+__all__ = [
+    "CLIENT_TYPES",
+    "CUSTOM_TYPE_MAX_LENGTH",
+    "CUSTOM_TYPE_RULE",
+    "EMAIL_DOMAINS",
+    "EVENT_TYPE_NAMES",
+    "PAY_TYPES",
+    "EventType",
+    "is_custom_type",
+]
 
 
 class EventType(IntEnum):
@@ -27,6 +37,26 @@ class EventType(IntEnum):
 CLIENT_TYPES = frozenset(t for t in EventType if t is not EventType.TRACKING)
 # Every stored type by name, in code order: the registry that statistics and checks read.
 EVENT_TYPE_NAMES = tuple(t.name for t in EventType)
+
+# A custom event type (spec section 6): an upper-case name, not one of CDP's, not starting SC_
+# (reserved for Sitecore). The length cap is ours: a name is a key of the server's statistics
+# and of every report, so it stays the size of a name.
+CUSTOM_TYPE_MAX_LENGTH = 64
+CUSTOM_TYPE_RULE = (
+    f"upper-case letters, digits and _, starting with a letter, at most "
+    f"{CUSTOM_TYPE_MAX_LENGTH} characters, not starting SC_"
+)
+_CUSTOM_TYPE = re.compile(rf"[A-Z][A-Z0-9_]{{0,{CUSTOM_TYPE_MAX_LENGTH - 1}}}")
+
+
+def is_custom_type(name: str) -> bool:
+    """True for a name a client may use as its own event type (not one of CDP's types)."""
+    return (
+        _CUSTOM_TYPE.fullmatch(name) is not None
+        and not name.startswith("SC_")
+        and name not in EVENT_TYPE_NAMES
+    )
+
 
 # A PAYMENT's pay_type; the model draws an index into this tuple.
 PAY_TYPES = ("Card", "PayPal", "Voucher", "Other")

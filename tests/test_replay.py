@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import http.server
 import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +163,17 @@ def stored_counts(stats: dict[str, Any]) -> dict[str, int]:
     return {k: v for k, v in stats["stored"].items() if v}
 
 
+def with_closes(counts: dict[str, int], report: dict[str, Any]) -> dict[str, int]:
+    """A dataset's counts plus the FORCE_CLOSEs replay sent to end its sessions at the target."""
+    closes = counts.get("FORCE_CLOSE", 0) + report["sessionsClosed"]
+    return {**counts, "FORCE_CLOSE": closes} if closes else counts
+
+
+def dataset_sessions(directory: Path) -> int:
+    lines = (directory / "events.jsonl").read_bytes().splitlines()
+    return len({orjson.loads(line)["sessionRef"] for line in lines})
+
+
 def run_replay(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CDPSIM, "replay", *map(str, args), "--no-progress"],
@@ -221,6 +236,48 @@ def test_checkpoint_refuses_other_dataset_target_and_garbage(tmp_path: Path) -> 
         Checkpoint.load(path)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         Checkpoint.load(tmp_path / "absent.json")
+
+
+def test_checkpoint_keeps_failed_lines_by_reason_and_reads_older_checkpoints(
+    tmp_path: Path,
+) -> None:
+    ckpt = Checkpoint("d", "http://127.0.0.1:1", total=1000)
+    for seq in (*range(1, 401), 500, 502):
+        ckpt.fail(seq=seq, ref=f"r{seq}", kind="VIEW", reason="404 Not Found")
+    ckpt.fail(seq=501, ref="r501", kind="ADD", reason="400 Bad Request: x")
+    ckpt.sessions["b WEB"] = ("s", 1.5, "pos")
+    path = tmp_path / "state.json"
+    ckpt.save(path)
+    saved = orjson.loads(path.read_bytes())
+    # A target refusing everything fails whole stretches: kept as a few runs, not 400 numbers.
+    assert saved["failed"]["404 Not Found"] == [[1, 400], [500, 500], [502, 502]]
+    back = Checkpoint.load(path)
+    assert back.failed == ckpt.failed and back.sessions == ckpt.sessions
+    assert back.tally.failed == 403 and back.tally.failed_by_reason["404 Not Found"] == 402
+    back.fail(seq=501, ref="r501", kind="ADD", reason="404 Not Found")  # failed again
+    back.succeed(500)  # went through on a retry
+    assert back.tally.failed == 402 and back.tally.failed_by_reason == {"404 Not Found": 402}
+    assert 500 not in back.failed and back.failed[501] == "404 Not Found"
+    for key in ("failed", "sessions", "generation"):  # a checkpoint from before these existed
+        del saved[key]
+    path.write_bytes(orjson.dumps(saved))
+    old = Checkpoint.load(path)
+    assert (old.failed, old.sessions, old.generation) == ({}, {}, 0)
+
+
+def test_a_failed_answer_is_one_readable_line() -> None:
+    from generator.endpoint import answer_reason
+
+    page = b"<!DOCTYPE HTML>\n<html><head><title>Error response</title></head>" + b"x" * 5000
+    reason = answer_reason(404, page, "text/html;charset=utf-8")
+    assert reason == "404 Not Found: an HTML page (text/html), not a Stream API answer"
+    error = b'{"status":"ERROR","error_msg":"no browser \\"b\\" on this tenant"}'
+    assert answer_reason(404, error, "application/json") == (
+        '404 Not Found: no browser "b" on this tenant'
+    )
+    long = orjson.dumps({"error_msg": "why " * 500})
+    assert len(answer_reason(400, long)) <= 160 + 20 and "\n" not in answer_reason(400, long)
+    assert answer_reason(502, b"") == "502 Bad Gateway"
 
 
 def test_tally_keeps_counts_by_reason_and_a_bounded_sample() -> None:
@@ -359,11 +416,20 @@ def test_missing_dataset_unreachable_and_remote_targets_are_clear_errors(tmp_pat
     proc = run_replay(tmp_path / "nope", "--target", "http://127.0.0.1:9")
     assert proc.returncode == 1 and "not a directory" in proc.stderr
     ds = make_dataset(tmp_path / "ds")
-    proc = run_replay(ds, "--target", f"http://127.0.0.1:{free_port()}")
-    assert proc.returncode == 1 and "cannot reach the target" in proc.stderr
-    assert not (tmp_path / "ds.replay-state.json").exists()  # nothing started, nothing to resume
+    down = f"http://127.0.0.1:{free_port()}"
+    # The same exit codes as `load` (README; tests/test_load_runs.py holds load to them): 4 for
+    # a target nothing listens at, 2 for a URL that cannot be used; Stream replay and Batch alike.
+    for via in (["--via", "stream"], ["--via", "batch", "--api-token", "t0ken"]):
+        proc = run_replay(ds, "--target", down, *via)
+        assert proc.returncode == 4, proc.stderr
+        assert "cannot reach the target" in proc.stderr and "nothing was" in proc.stderr
+        assert not (tmp_path / "ds.replay-state.json").exists()  # nothing started
+        assert not (tmp_path / "ds.batch-state.json").exists()
+        assert not (ds / "batch").exists()
     proc = run_replay(ds, "--target", "http://192.0.2.10:8080")
-    assert proc.returncode == 1 and "--allow-remote" in proc.stderr
+    assert proc.returncode == 2 and "--allow-remote" in proc.stderr
+    proc = run_replay(ds, "--target", "127.0.0.1:8080")
+    assert proc.returncode == 2 and "give a URL" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -404,7 +470,7 @@ def test_permanent_failures_are_recorded_with_reasons_and_keys_stay_masked(
     proc = run_replay(ds, "--target", server.url)
     assert proc.returncode == 3, proc.stderr
     report = report_of(proc)
-    assert report["status"] == "complete" and report["failedPermanently"] == 1
+    assert report["status"] == "failed" and report["failedPermanently"] == 1
     (reason,) = report["failedByReason"]
     assert reason.startswith("404") and "gone_flow" in reason
     assert report["failureSamples"][0]["type"] == "TRACKING"
@@ -439,9 +505,70 @@ def test_a_target_that_keeps_failing_stops_the_run_with_the_checkpoint_saved(
     report = report_of(proc)
     assert report["status"] == "stopped" and report["finished"] == 0
     assert report["failedPermanently"] == 0  # a target outage loses nothing: resume sends it
-    assert report["retried"] >= 1 and report["possibleDuplicatesIfKeysIgnored"] >= 1
+    # Every answer was a 503 (the target did not act): no send's outcome was unknown.
+    assert report["retried"] >= 1 and report["possibleDuplicatesIfKeysIgnored"] == 0
     assert Checkpoint.load(tmp_path / "ds.replay-state.json").finished == 0
     assert stats["total"] == 0
+
+
+@contextlib.contextmanager
+def static_web_server(directory: Path, port: int) -> Iterator[str]:
+    """A plain static web server (Python's http.server) on 127.0.0.1: a target that answers
+    garbage, HTML 404s and 501s, to every Stream API call."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(directory), **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), Quiet) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            httpd.shutdown()
+            thread.join()
+
+
+def test_a_target_answering_garbage_fails_readably_and_retry_failed_sends_those_again(
+    tmp_path: Path,
+) -> None:
+    from generator.server.process import EmbeddedServer
+
+    ds = make_dataset(tmp_path / "ds", guests=3, seed=31)
+    events = sum(dataset_counts(ds).values())
+    state = tmp_path / "ds.replay-state.json"
+    port = free_port()
+    (tmp_path / "www").mkdir()
+    with static_web_server(tmp_path / "www", port) as url:
+        proc = run_replay(ds, "--target", url)
+        report = report_of(proc)
+        assert proc.returncode == 3, proc.stderr
+        assert report["status"] == "failed" and report["failedPermanently"] == events
+        assert "replay complete" not in proc.stderr and "--retry-failed" in proc.stderr
+        (reason,) = report["failedByReason"]  # one reason, said in a line, no page of HTML
+        assert reason.startswith("browser create: 404 Not Found") and "HTML" in reason
+        assert len(reason) < 120 and "<" not in proc.stderr + proc.stdout
+        assert set(Checkpoint.load(state).failed) == set(range(1, events + 1))
+        # A plain resume has nothing to send, and says what is left.
+        again = run_replay(ds, "--target", url, "--resume")
+        assert again.returncode == 3 and report_of(again)["thisRun"]["requests"] == 0
+        assert "--retry-failed" in again.stderr
+    # The right server comes up at that address: the failed events go through this time.
+    with EmbeddedServer(profile_path=SMOKE, port=port) as server:
+        retried = run_replay(ds, "--target", server.url, "--resume", "--retry-failed")
+        stats = server.stats()
+    assert retried.returncode == 0, retried.stderr
+    report = report_of(retried)
+    assert report["status"] == "complete" and report["failedPermanently"] == 0
+    assert report["failedByReason"] == {} and report["failureSamples"] == []
+    assert report["possibleDuplicatesIfKeysIgnored"] == 0  # all refused before: none unknown
+    assert stored_counts(stats) == with_closes(dataset_counts(ds), report)
+    assert stats["sessions"] == dataset_sessions(ds)
+    assert Checkpoint.load(state).failed == {}
 
 
 # --- the proof: faults, a SIGKILL midway, a resume, and exactly the dataset stored -------------
@@ -502,8 +629,15 @@ def test_sigkill_midway_then_resume_stores_every_event_exactly_once(tmp_path: Pa
         stats = server.stats()
     assert report["status"] == "complete" and report["runs"] == 2
     assert report["failedPermanently"] == 0 and report["retried"] > 0
-    assert stored_counts(stats) == dataset_counts(ds)  # TRACKING included, made by callFlows
-    assert stats["total"] == sum(dataset_counts(ds).values())  # so no event stored twice
+    # TRACKING included, made by callFlows; and the FORCE_CLOSEs that ended sessions.
+    assert stored_counts(stats) == with_closes(dataset_counts(ds), report)
+    assert stats["total"] == sum(dataset_counts(ds).values()) + report["sessionsClosed"]
+    assert stats["sessions"] == dataset_sessions(ds)  # none merged at --rate 300
+    # Only the sends a killed run had started and not seen through are counted as possible
+    # duplicates: at least every repeat the server recognised, and at most one per request that
+    # might have been in flight (a browser create, a FORCE_CLOSE, the event, per guest in flight).
+    assert stats["duplicates"] <= report["possibleDuplicatesIfKeysIgnored"]
+    assert report["possibleDuplicatesIfKeysIgnored"] <= stats["duplicates"] + 3 * 16
     browsers = {
         orjson.loads(line)["browserRef"] for line in (ds / "events.jsonl").read_bytes().splitlines()
     }
@@ -566,7 +700,12 @@ def test_replay_keeps_guests_so_partial_flows_match_exactly(tmp_path: Path) -> N
         proc = run_replay(ds, "--target", server.url, "--state", tmp_path / "state.json")
         assert proc.returncode == 0, proc.stderr
         stats = server.stats()
-    assert stored_counts(stats) == dataset_counts(ds)
+    report = report_of(proc)
+    assert stored_counts(stats) == with_closes(dataset_counts(ds), report)
+    # At --speed max a browser's sessions come seconds apart, far under the timeout: each was
+    # ended with a FORCE_CLOSE, so the target has exactly the dataset's sessions.
+    assert report["sessionsClosed"] > 0
+    assert stats["sessions"] == dataset_sessions(ds)
     want = {}
     for line in (ds / "events.jsonl").read_bytes().splitlines():
         event = orjson.loads(line)

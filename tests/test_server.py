@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,18 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
+import schemathesis
 import yaml
 from conftest import schema_path
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
+from schemathesis.specs.openapi import checks as api_checks
 
 from generator.profile import load_profile
 from generator.server.faults import Faults
 from generator.server.ingest import check_stored
+from generator.server.ledger import Ledger, Tenancy
+from generator.server.openapi import DESCRIPTION
 from generator.server.process import EmbeddedServer
 from generator.server.sessions import SessionBook
 
@@ -866,3 +874,297 @@ def test_serve_refuses_a_remote_host_and_a_taken_port(
     )
     assert bad.returncode == 1 and "cannot open the ledger" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+# --- hostile input: every request answered in the documented JSON shape, never a 500 ----------
+
+
+def assert_no_traceback(server: EmbeddedServer) -> None:
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log
+
+
+def nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [254, 300, 1024, 1100])
+def test_json_nested_too_deep_gets_a_json_400_never_a_500(
+    client: Client, server: EmbeddedServer, depth: int
+) -> None:
+    browser = client.browser()["ref"]
+    total = server.stats()["total"]
+    deep = b"[" * depth + b"]" * depth
+    event = orjson.dumps({"type": "VIEW", "browser_id": browser, "client_key": KEY, "pos": POS})
+    body = event[:-1] + b',"x":' + deep + b"}"
+    status, headers, answer = client.call("POST", "/v1.2/events", body)
+    assert (status, answer["reason"]) == (400, "too_deep"), answer
+    assert headers["content-type"] == "application/json"
+    assert "64 levels" in answer["error_msg"]
+    query = urllib.parse.urlencode({"message": body.decode()})
+    status, _, answer = client.call("GET", f"/v1.2/event/create.json?{query}")
+    assert (status, answer["reason"]) == (400, "too_deep")
+    status, _, answer = client.call("POST", "/v2/callFlows", body)
+    assert (status, answer["reason"]) == (400, "too_deep")
+    _, view = client.event(browser)
+    stored = stored_event(server.db_path, view["ref"])
+    assert stored is not None
+    line = orjson.dumps({**stored, "ref": "0b0e4c1e-3333-4a5a-9a0a-000000000001"})
+    line = line.replace(b'"arbitraryData":{', b'"arbitraryData":{"x":' + deep + b",")
+    for ingest in (line, line + b"\n" + line):  # one event, and NDJSON
+        status, _, answer = client.call("POST", "/v1/ingest", ingest)
+        assert (status, answer["reason"]) == (400, "no_valid_lines")
+        assert answer["rejected"][0]["reason"] == "nested deeper than 64 levels"
+    assert server.stats()["total"] == total + 1  # only the plain VIEW
+    assert_no_traceback(server)
+
+
+def test_json_as_deep_as_the_limit_is_stored(client: Client, server: EmbeddedServer) -> None:
+    browser = client.browser()["ref"]
+    status, answer = client.event(browser, x=nested(63))  # the body's object is level 1
+    assert status == 201
+    stored = stored_event(server.db_path, answer["ref"])
+    assert stored is not None and stored["arbitraryData"]["x"] == nested(63)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kind"),
+    [
+        ("type", 5, "a number"),
+        ("type", ["VIEW"], "an array"),
+        ("browser_id", {"id": "b"}, "an object"),
+        ("browser_id", True, "a boolean"),
+        ("pos", 7.5, "a number"),
+        ("channel", ["WEB"], "an array"),
+        ("client_key", 12345, "a number"),
+    ],
+)
+def test_wrong_typed_fields_are_named_as_wrong_not_missing(
+    client: Client, field: str, value: Any, kind: str
+) -> None:
+    browser = client.browser()["ref"]
+    body = {"type": "VIEW", "browser_id": browser, "client_key": KEY, "pos": POS, field: value}
+    status, _, answer = client.call("POST", "/v1.2/events", body)
+    assert (status, answer["reason"]) == (400, "wrong_field_type")
+    assert answer["error_msg"].endswith(f"must be a string, not {kind}")
+    assert "has no" not in answer["error_msg"]
+
+
+def test_error_messages_use_json_names_never_python_ones(client: Client) -> None:
+    browser = client.browser()["ref"]
+    answers = [
+        client.call("POST", "/v1.2/events", b"null")[2],
+        client.call("POST", "/v1.2/events", b"[1]")[2],
+        client.call("POST", "/v1.2/events", {"type": "VIEW", "browser_id": 1.5})[2],
+        client.call("POST", "/v1.2/events", {"type": "TRACKING", "browser_id": "b", "pos": POS})[2],
+        client.event(browser, channel="TV")[1],
+        client.event(browser, type_="IDENTITY", identifiers={"provider": "email", "id": "x"})[1],
+        client.call("POST", "/v2/callFlows", {"clientKey": KEY, "friendlyId": 3})[2],
+        client.call(
+            "POST",
+            "/v2/callFlows",
+            {"clientKey": KEY, "friendlyId": "smoke_popup", "browserId": browser, "pointOfSale": 1},
+        )[2],
+        client.call("POST", "/v1/ingest", b"null")[2],
+        client.call("POST", "/v1/ingest", {"ref": None, "type": True})[2],
+    ]
+    python_names = ("NoneType", "None", "True", "False", "int", "float", "dict", "list", "str")
+    for answer in answers:
+        text = answer["error_msg"] + " ".join(r["reason"] for r in answer.get("rejected", []))
+        words = set(text.replace("(", " ").replace(")", " ").replace(",", " ").split())
+        assert not words & set(python_names), answer
+    assert answers[0]["error_msg"] == "the body must be a JSON object, not null"
+    assert answers[7]["reason"] == "wrong_field_type"
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("MY_EVENT", 201),
+        ("SUBSCRIBE2", 201),
+        ("A" * 64, 201),
+        ("A" * 65, 400),
+        ("X" * 10_000, 400),
+        ("my_event", 400),
+        ("MY-EVENT", 400),
+        ("SC_RESERVED", 400),
+        ("TRACKING", 400),
+        ("_LEADING", 400),
+    ],
+)
+def test_custom_event_types_follow_the_sdk_rule_and_stay_short(
+    client: Client, server: EmbeddedServer, name: str, status: int
+) -> None:
+    browser = client.browser()["ref"]
+    got, answer = client.event(browser, type_=name)
+    assert got == status, answer
+    stats = server.stats()
+    if status == 201:
+        assert stats["stored"][name] >= 1
+    else:
+        assert answer["reason"] == "bad_type" and len(answer["error_msg"]) < 300
+        assert name not in stats["stored"] or name == "TRACKING"  # every CDP type is listed
+    _, view = client.event(browser)
+    stored = stored_event(server.db_path, view["ref"])
+    assert stored is not None
+    line = {**stored, "ref": str(uuid.uuid4()), "type": name}
+    got, _, answer = client.call("POST", "/v1/ingest", line)
+    assert got == (200 if status == 201 else 400), answer
+    if got == 400 and name != "TRACKING":  # (a TRACKING needs more fields: refused for those)
+        assert "unknown event type" in answer["rejected"][0]["reason"]
+        assert len(answer["rejected"][0]["reason"]) < 100
+
+
+def test_a_url_over_64_kib_and_a_garbled_request_get_json_400s(
+    client: Client, server: EmbeddedServer
+) -> None:
+    status, headers, answer = client.call("GET", "/v1.2/event/create.json?message=" + "a" * 100_000)
+    assert (status, headers["content-type"], answer["reason"]) == (
+        400,
+        "application/json",
+        "url_too_long",
+    )
+    assert answer["status"] == "ERROR" and "POST" in answer["error_msg"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        reply = raw.makefile("rb").read()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head
+    assert orjson.loads(body)["reason"] == "bad_request"
+
+
+def test_a_ledger_of_one_profile_is_refused_by_another_naming_both(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.sqlite3"
+    made = Ledger(db, tenant=Tenancy(PROFILE.name, KEY))  # as `serve --profile smoke` makes it
+    made.open()
+    made.close()
+    again = Ledger(db, tenant=Tenancy(PROFILE.name, KEY))
+    again.open()  # its own tenant opens it again
+    again.close()
+    other = ROOT / "profiles" / "retail-ireland.yaml"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "generator.server", "--db", str(db), "--port", "9"]
+    refused = subprocess.run(
+        [*cmd, "--profile", str(other)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert refused.returncode == 1, refused.stderr
+    assert "'smoke'" in refused.stderr and "'retail-ireland'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert KEY not in refused.stderr and load_profile(other).client_key not in refused.stderr
+
+
+# --- the served description, under a property-based fuzzer ----------------------------------
+
+# No 5xx (the server adds no faults here), and every answer as the description says: status,
+# content type, headers and body; and a request the description calls invalid gets a 4xx.
+FUZZ_CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    api_checks.status_code_conformance,
+    api_checks.content_type_conformance,
+    api_checks.response_headers_conformance,
+    api_checks.response_schema_conformance,
+    api_checks.negative_data_rejection,
+]
+
+
+@pytest.fixture(scope="module")
+def fuzz_browser(server: EmbeddedServer) -> str:
+    c = Client(server.url)
+    try:
+        return str(c.browser()["ref"])
+    finally:
+        c.close()
+
+
+def aim(case: Any, browser: str) -> None:
+    """Point a valid generated request at this tenant (its key, a browser, a point of sale), so
+    that the fuzzer reaches the code past the look-ups; an invalid one is left as generated."""
+    if case.headers and "X-Idempotency-Key" in case.headers:
+        # A repeated key gets the first answer whatever the body (as documented); fresh keys
+        # keep every generated request its own.
+        case.headers["X-Idempotency-Key"] = str(uuid.uuid4())
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return
+    path = case.operation.path
+    message = case.query.get("message") if case.query else None
+    if isinstance(message, str):  # the GET forms: the message as JSON text
+        with contextlib.suppress(orjson.JSONDecodeError):
+            message = orjson.loads(message)
+    for sent in (case.body, message):
+        if not isinstance(sent, dict):
+            continue
+        if path in ("/v1.2/events", "/v1.2/event/create.json"):
+            sent.update(client_key=KEY, browser_id=browser, pos=POS)
+        elif path == "/v2/callFlows":
+            sent.update(clientKey=KEY, browserId=browser, pointOfSale=POS, friendlyId="smoke_popup")
+        elif path == "/v1/ingest":
+            sent.update(clientKey=KEY, browserRef=browser)
+    if isinstance(message, dict):
+        case.query["message"] = json.dumps(message)
+    if path == "/v1.2/browser/create.json" and case.query:
+        case.query["client_key"] = KEY
+
+
+# The description the server serves (test_the_description_is_served checks it is this one).
+fuzz_schema = schemathesis.openapi.from_dict(DESCRIPTION)
+
+
+def test_the_description_is_served(client: Client) -> None:
+    status, headers, served = client.call("GET", "/_cdpsim/openapi.json")
+    assert (status, headers["content-type"]) == (200, "application/json")
+    assert served == DESCRIPTION
+    assert set(served["paths"]) >= {"/v1.2/events", "/v2/callFlows", "/v1/ingest"}
+
+
+@pytest.mark.timeout(60)
+@fuzz_schema.parametrize()
+@hsettings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+def test_the_served_description_holds_under_a_fuzzer(
+    case: Any, server: EmbeddedServer, fuzz_browser: str
+) -> None:
+    aim(case, fuzz_browser)
+    case.call_and_validate(base_url=server.url, checks=FUZZ_CHECKS)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@fuzz_schema.parametrize()
+@hsettings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+def test_the_served_description_holds_under_a_long_fuzz(
+    case: Any, server: EmbeddedServer, fuzz_browser: str
+) -> None:
+    aim(case, fuzz_browser)
+    case.call_and_validate(base_url=server.url, checks=FUZZ_CHECKS)
+
+
+def test_an_idempotency_key_names_one_call_and_an_empty_key_none(
+    client: Client, server: EmbeddedServer
+) -> None:
+    key = {"X-Idempotency-Key": f"shared-{uuid.uuid4()}"}
+    status, _, created = client.call(
+        "GET", f"/v1.2/browser/create.json?client_key={KEY}&message={{}}", headers=key
+    )
+    assert status == 200
+    browser = created["ref"]
+    # The same key on another endpoint is another request, not a repeat of the browser create.
+    status, _, answer = client.call("POST", "/v1/ingest", b"", key)
+    assert (status, answer["reason"]) == (400, "empty_body")
+    event = {"type": "VIEW", "browser_id": browser, "client_key": KEY, "pos": POS}
+    status, _, first = client.call("POST", "/v1.2/events", event, key)
+    assert status == 201 and first["ref"] != browser
+    # ... while the GET form of the same call shares the POST's keys.
+    message = urllib.parse.quote(json.dumps(event))
+    status, _, again = client.call("GET", f"/v1.2/event/create.json?message={message}", None, key)
+    assert (status, again) == (201, first)
+    total = server.stats()["total"]
+    for _ in range(2):
+        assert client.call("POST", "/v1.2/events", event, {"X-Idempotency-Key": ""})[0] == 201
+    assert server.stats()["total"] == total + 2

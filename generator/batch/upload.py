@@ -18,7 +18,7 @@ import orjson
 
 from generator.batch.files import export_batch, record_ref
 from generator.dataset.reader import open_dataset
-from generator.endpoint import is_loopback
+from generator.endpoint import answer_reason, parse_endpoint
 from generator.errors import CdpsimError
 from generator.redaction import mask_key
 
@@ -113,10 +113,18 @@ def upload_dataset(
     on_file: Callable[[str, str], None] | None = None,
 ) -> UploadResult:
     """Upload DIR/batch's files (written first if missing) to `target`, one at a time."""
-    host = urlsplit(target).hostname or ""
-    if not is_loopback(host) and not allow_remote:
-        raise CdpsimError(f"--target {target}: not on this machine; pass --allow-remote", 2)
+    # The same checks, and exit codes, as the Stream replay: a URL that cannot be used is 2,
+    # nothing listening there is 4.
+    endpoint = parse_endpoint(
+        target,
+        option="--target",
+        allow_remote=allow_remote,
+        why_local="replay uploads a whole dataset",
+    )
+    if endpoint.tls:
+        raise CdpsimError(f"--target {target!r}: the Batch upload speaks http:// only", 2)
     manifest = open_dataset(directory).manifest()
+    endpoint.check_reachable(timeout=3.0, what="; nothing was uploaded")
     key = manifest["clientKey"]
     batch_dir = directory / "batch"
     if not (batch_dir / "manifest.json").exists():
@@ -133,7 +141,7 @@ def upload_dataset(
             )
         saved = orjson.loads(state_path.read_bytes())
     auth = "Basic " + base64.b64encode(f"{key}:{token}".encode()).decode()
-    client = _Client(target, auth, timeout)
+    client = _Client(endpoint.url, auth, timeout)
     result = UploadResult(state_path, files=len(files))
     for f in files:
         name = f["name"]
@@ -170,7 +178,7 @@ def _one_file(
     for _ in range(3):
         code, data = client.request("PUT", f"/v2/batches/{ref}", body, _JSON)
         if code not in (200, 201):
-            raise CdpsimError(f"PUT /v2/batches/{ref}: {code} {data[:200]!r}", 4)
+            raise CdpsimError(f"PUT /v2/batches/{ref}: {answer_reason(code, data)}", 4)
         view = orjson.loads(data)
         if view["status"]["code"] in ("uploading", "corrupted"):
             content = path.read_bytes()
@@ -186,11 +194,11 @@ def _one_file(
                 },
             )
             if code != 200:
-                raise CdpsimError(f"upload of {path.name}: {code} {data[:200]!r}", 4)
+                raise CdpsimError(f"upload of {path.name}: {answer_reason(code, data)}", 4)
         while True:
             code, data = client.request("GET", f"/v2/batches/{ref}")
             if code != 200:
-                raise CdpsimError(f"GET /v2/batches/{ref}: {code} {data[:200]!r}", 4)
+                raise CdpsimError(f"GET /v2/batches/{ref}: {answer_reason(code, data)}", 4)
             view = orjson.loads(data)
             status = view["status"]["code"]
             if status in ("success", "error", "corrupted"):
@@ -201,7 +209,7 @@ def _one_file(
         if status == "error":
             code, log = client.request("GET", view["status"]["log"])
             if code != 200:
-                raise CdpsimError(f"error log of batch {ref}: {code}", 4)
+                raise CdpsimError(f"error log of batch {ref}: {answer_reason(code, log)}", 4)
             lines = gzip.decompress(log).splitlines()
             return status, [{**orjson.loads(x), "file": path.name} for x in lines]
     return "corrupted", []

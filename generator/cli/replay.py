@@ -42,6 +42,19 @@ def register(app: typer.Typer) -> None:
         ),
         concurrency: int = typer.Option(16, "--concurrency", min=1, help="Guests in flight."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint."),
+        retry_failed: bool = typer.Option(
+            False,
+            "--retry-failed",
+            help="With --resume: send the events that failed for good (kept in the checkpoint) "
+            "again.",
+        ),
+        sessions: str = typer.Option(
+            "close",
+            "--sessions",
+            help="How a dataset session ends at the target: close (a FORCE_CLOSE before the "
+            "browser's next session, so the target keeps the dataset's sessions at any speed) "
+            "or merge (nothing added; sessions closer than the timeout merge).",
+        ),
         state: Path | None = typer.Option(
             None, "--state", help="Checkpoint file (default: DATASET.replay-state.json beside it)."
         ),
@@ -85,6 +98,8 @@ def register(app: typer.Typer) -> None:
             speed=_speed(speed),
             concurrency=concurrency,
             resume=resume,
+            retry_failed=retry_failed,
+            sessions=sessions,
             allow_remote=allow_remote,
             timeout=timeout,
             retry=RetryPolicy(max_retries=max_retries),

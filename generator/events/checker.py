@@ -15,15 +15,36 @@ import orjson
 from generator.events.stored import ENVELOPE_FIELDS, ISO_MS, TRACKING_FIELDS, UUID, parse_iso_ms
 from generator.events.types import EVENT_TYPE_NAMES
 from generator.profile import Channel
+from generator.redaction import json_kind, shown
+from generator.vocabulary import is_custom_type
 
 __all__ = ["Problem", "StoredEventChecker", "tracking_schema"]
 
-_CUSTOM_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _CLIENT_KEY = re.compile(r"^[A-Za-z0-9]{32}$")
 _CHANNELS = frozenset(c.value for c in Channel)
 # createdAt follows the flow's run by a few to a few hundred ms (spec section 1); a minute is
 # the bound a stored TRACKING must keep.
 TRACKING_DELAY_MS = 60_000
+
+
+def _real_time(text: str) -> bool:
+    """ISO-8601 UTC with milliseconds, naming a real instant (no month 13, no 30 February)."""
+    if not ISO_MS.match(text):
+        return False
+    if (
+        text[:4] != "0000"
+        and "01" <= text[5:7] <= "12"
+        and "01" <= text[8:10] <= "28"
+        and text[11:13] <= "23"
+        and text[14:16] <= "59"
+        and text[17:19] <= "59"
+    ):
+        return True  # every month has 28 days: no calendar needed (the common case, and fast)
+    try:
+        parse_iso_ms(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +129,7 @@ class StoredEventChecker:
     def problems(self, event: Any) -> list[Problem]:
         """Every problem of the event, envelope first; [] for a good event."""
         if not isinstance(event, dict):
-            return [Problem("envelope", f"not a JSON object (got {type(event).__name__})")]
+            return [Problem("envelope", f"not a JSON object (got {json_kind(event)})")]
         out: list[Problem] = []
         add = out.append
         etype = event.get("type")
@@ -120,12 +141,12 @@ class StoredEventChecker:
         if extra:
             add(Problem("envelope", f"unexpected field(s): {', '.join(extra)}"))
         if not isinstance(etype, str) or not (
-            etype in EVENT_TYPE_NAMES or (self.custom_types and _CUSTOM_TYPE.match(etype))
+            etype in EVENT_TYPE_NAMES or (self.custom_types and is_custom_type(etype))
         ):
-            add(Problem("type", f"unknown event type {etype!r}"))
+            add(Problem("type", f"unknown event type {shown(etype)}"))
         for name in ("ref", "browserRef", "sessionRef"):
             if not isinstance(event[name], str) or not UUID.match(event[name]):
-                add(Problem("ref", f"{name} {event[name]!r} is not a lower-case UUID"))
+                add(Problem("ref", f"{name} {shown(event[name])} is not a lower-case UUID"))
         key = event["clientKey"]
         if not isinstance(key, str) or not _CLIENT_KEY.match(key):
             add(Problem("clientKey", "clientKey is not 32 letters and digits"))
@@ -133,29 +154,30 @@ class StoredEventChecker:
             add(Problem("clientKey", "clientKey is not this tenant's client key"))
         times_ok = True
         for name in ("createdAt", "modifiedAt"):
-            if not isinstance(event[name], str) or not ISO_MS.match(event[name]):
+            if not isinstance(event[name], str) or not _real_time(event[name]):
                 add(
                     Problem(
                         "timestamp",
-                        f"{name} is not ISO-8601 UTC with milliseconds (2025-01-10T18:07:59.247Z)",
+                        f"{name} is not a real time in ISO-8601 UTC with milliseconds "
+                        "(2025-01-10T18:07:59.247Z)",
                     )
                 )
                 times_ok = False
         if times_ok and event["modifiedAt"] < event["createdAt"]:
             add(Problem("timestamp", "modifiedAt is before createdAt"))
         if event["status"] not in ("PROCESSED", "FAILED"):
-            add(Problem("status", f"status {event['status']!r} is not PROCESSED or FAILED"))
+            add(Problem("status", f"status {shown(event['status'])} is not PROCESSED or FAILED"))
         pos, channel = event["pointOfSale"], event["channel"]
         if not isinstance(channel, str) or channel not in _CHANNELS:
-            add(Problem("channel", f"channel {channel!r} is not a CDP channel"))
+            add(Problem("channel", f"channel {shown(channel)} is not a CDP channel"))
         if not isinstance(pos, str) or not pos:
             add(Problem("pointOfSale", "pointOfSale is not a non-empty string"))
         elif self.points_of_sale is not None:
             channels = self.points_of_sale.get(pos)
             if channels is None:
-                add(Problem("pointOfSale", f"unknown point of sale {pos!r}"))
+                add(Problem("pointOfSale", f"unknown point of sale {shown(pos)}"))
             elif channel not in channels:
-                add(Problem("channel", f"channel {channel!r} is not used at {pos}"))
+                add(Problem("channel", f"channel {shown(channel)} is not used at {pos}"))
         browser = event["browserRef"]
         if self.browser_owner is not None and browser not in self.browser_owner:
             add(Problem("browser", f"browser {browser} is in no guest of guests.jsonl"))

@@ -34,9 +34,12 @@ class Checkpoint:
     """Replay progress. Events are numbered by their line in the events file.
 
     Every line up to `watermark` is finished (acknowledged or failed for good), and so is every
-    line in `done`. Lines up to `horizon` may have been sent: the horizon is saved before a
-    line past it is sent, which bounds the duplicates a crash can cause at a target that
-    ignores idempotency keys.
+    line in `done`; `failed` holds the finished lines that failed for good, so that
+    `--retry-failed` can send them again. Lines up to `horizon` may have been sent: the horizon
+    is saved before a line past it is sent, which bounds the duplicates a crash can cause at a
+    target that ignores idempotency keys (the journal beside the checkpoint narrows that bound
+    to the lines really started). `sessions` holds, per (dataset browser, channel), the dataset
+    session last sent there that the target may still hold open, and when (epoch seconds).
     """
 
     dataset: str
@@ -48,6 +51,9 @@ class Checkpoint:
     browsers: dict[str, str] = field(default_factory=dict)
     failed_browsers: dict[str, str] = field(default_factory=dict)
     tally: ReplayTotals = field(default_factory=ReplayTotals)
+    failed: dict[int, str] = field(default_factory=dict)  # line -> why it failed for good
+    sessions: dict[str, tuple[str, float, str]] = field(default_factory=dict)
+    generation: int = 0  # saves so far: ties the journal of started lines to this checkpoint
 
     @property
     def finished(self) -> int:
@@ -83,6 +89,9 @@ class Checkpoint:
                 "browsers": self.browsers,
                 "failedBrowsers": self.failed_browsers,
                 "tally": self.tally.to_json(),
+                "failed": _by_reason(self.failed),
+                "sessions": self.sessions,
+                "generation": self.generation,
             }
         )
 
@@ -128,9 +137,30 @@ class Checkpoint:
                 browsers=dict(data["browsers"]),
                 failed_browsers=dict(data["failedBrowsers"]),
                 tally=ReplayTotals.from_json(data["tally"]),
+                # Absent from checkpoints written before failed lines and sessions were kept.
+                failed=_from_reasons(data.get("failed", {})),
+                sessions={
+                    str(k): (str(v[0]), float(v[1]), str(v[2]))
+                    for k, v in data.get("sessions", {}).items()
+                },
+                generation=int(data.get("generation", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: checkpoint is incomplete ({exc!r})") from None
+
+    def fail(self, *, seq: int, ref: str, kind: str, reason: str) -> None:
+        """The line failed for good: counted, and kept so that --retry-failed can send it."""
+        before = self.failed.get(seq)
+        if before is not None:  # failed again, on a retry
+            self.tally.unfail(seq, before)
+        self.failed[seq] = reason
+        self.tally.fail(seq=seq, ref=ref, kind=kind, reason=reason)
+
+    def succeed(self, seq: int) -> None:
+        """A line sent again with --retry-failed that went through this time."""
+        before = self.failed.pop(seq, None)
+        if before is not None:
+            self.tally.unfail(seq, before)
 
     def check_matches(self, path: Path, dataset: str, target: str) -> None:
         """Refuse to resume a checkpoint made for another dataset or another target."""
@@ -144,3 +174,25 @@ class Checkpoint:
                 f"{path}: this checkpoint was made replaying to {self.target}, not {target}; "
                 "its browser ids are only valid there. Nothing was sent."
             )
+
+
+def _by_reason(failed: dict[int, str]) -> dict[str, list[list[int]]]:
+    """Failed lines grouped by reason, each group as sorted [first, last] runs: a target that
+    refuses everything fails whole stretches, which stay a few numbers long."""
+    groups: dict[str, list[list[int]]] = {}
+    for line in sorted(failed):
+        runs = groups.setdefault(failed[line], [])
+        if runs and runs[-1][1] == line - 1:
+            runs[-1][1] = line
+        else:
+            runs.append([line, line])
+    return groups
+
+
+def _from_reasons(groups: dict[str, list[list[int]]]) -> dict[int, str]:
+    return {
+        line: str(reason)
+        for reason, runs in groups.items()
+        for first, last in runs
+        for line in range(int(first), int(last) + 1)
+    }

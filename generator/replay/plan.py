@@ -16,8 +16,10 @@ from generator.dataset.reader import Dataset, DatasetError, open_dataset
 from generator.events.checker import StoredEventChecker
 from generator.events.wire import WireRequest, browser_create, call_flow, client_event
 
-__all__ = ["ReplayPlan", "ReplayStep", "browser_key"]
+__all__ = ["ReplayPlan", "ReplayStep", "browser_key", "session_close_key"]
 
+# CDP's default, for a manifest that does not name its points of sale's timeout.
+_DEFAULT_TIMEOUT_MINUTES = 20
 # Browser-create keys are derived, not random: a resumed run must send the same key again.
 _BROWSER_NAMESPACE = uuid.UUID("6f1c2b9e-5d0a-4c8e-9a51-3b7e2f4d8c10")
 
@@ -25,6 +27,11 @@ _BROWSER_NAMESPACE = uuid.UUID("6f1c2b9e-5d0a-4c8e-9a51-3b7e2f4d8c10")
 def browser_key(browser_ref: str) -> str:
     """The idempotency key of the browser create for a dataset browser."""
     return str(uuid.uuid5(_BROWSER_NAMESPACE, f"browser-create:{browser_ref}"))
+
+
+def session_close_key(session_ref: str) -> str:
+    """The idempotency key of the FORCE_CLOSE that ends a dataset session at the target."""
+    return str(uuid.uuid5(_BROWSER_NAMESPACE, f"session-close:{session_ref}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,7 @@ class ReplayPlan:
         self.manifest = dataset.manifest()
         self.client_key = _require_str(self.manifest, "clientKey", dataset.manifest_path)
         self.points_of_sale: dict[str, tuple[str, str]] = {}
+        self.timeouts: dict[str, float] = {}  # point of sale -> session timeout, seconds
         pos = self.manifest.get("pointsOfSale")
         if not isinstance(pos, dict) or not pos:
             raise DatasetError(f"{dataset.manifest_path}: `pointsOfSale` missing or empty")
@@ -57,6 +65,10 @@ class ReplayPlan:
                     f"{dataset.manifest_path}: pointsOfSale.{name}: needs language and currency"
                 )
             self.points_of_sale[name] = (str(conf["language"]), str(conf["currency"]))
+            minutes = conf.get("sessionTimeoutMinutes", _DEFAULT_TIMEOUT_MINUTES)
+            self.timeouts[name] = 60.0 * (
+                minutes if isinstance(minutes, int | float) else _DEFAULT_TIMEOUT_MINUTES
+            )
         counts = self.manifest.get("counts")
         if not isinstance(counts, dict) or not all(isinstance(v, int) for v in counts.values()):
             raise DatasetError(f"{dataset.manifest_path}: `counts` missing or not integers")
@@ -153,6 +165,21 @@ class ReplayPlan:
             language, currency = self.points_of_sale[step.event["pointOfSale"]]
             return call_flow(step.event, browser_id, language, currency)
         return client_event(step.event, browser_id)
+
+    def session_timeout_s(self, pos: str) -> float:
+        return self.timeouts.get(pos, 60.0 * _DEFAULT_TIMEOUT_MINUTES)
+
+    def session_close(self, event: dict[str, Any], pos: str, browser_id: str) -> WireRequest:
+        """A FORCE_CLOSE, as the SDK sends one, for this browser and channel at `pos`."""
+        language, currency = self.points_of_sale.get(pos, ("", ""))
+        close = {
+            "type": "FORCE_CLOSE",
+            "channel": event["channel"],
+            "clientKey": self.client_key,
+            "pointOfSale": pos,
+            "arbitraryData": {"language": language, "currency": currency},
+        }
+        return client_event(close, browser_id)
 
     def browser_request(self, guest: str) -> WireRequest:
         """A browser create that asks a target able to (the embedded server) to file the new

@@ -34,6 +34,8 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
         "failureSamples": tally.failure_samples,
         "possibleDuplicatesIfKeysIgnored": tally.possible_duplicates,
         "flowRunsNotRecorded": tally.flow_runs_not_recorded,
+        "sessionsClosed": tally.sessions_closed,
+        "sessionClosesFailed": tally.session_closes_failed,
         "acknowledgedByType": dict(sorted(tally.acknowledged_by_type.items())),
         "datasetCounts": dict(sorted(plan.counts.items())),
         "browsersCreated": len(ckpt.browsers),
@@ -49,13 +51,21 @@ def build_report(result: ReplayResult) -> dict[str, Any]:
 
 
 def render_report(report: dict[str, Any], console: Console) -> None:
+    failed = report["failedPermanently"]
     title = {
-        "complete": "replay complete",
+        "complete": "replay complete: every event acknowledged",
+        "failed": f"replay finished, but {failed:,} event(s) failed for good (kept in the "
+        "checkpoint: --resume --retry-failed sends them again)",
         "interrupted": "replay interrupted: checkpoint saved, continue with --resume",
         "stopped": "replay stopped: checkpoint saved, continue with --resume",
     }[report["status"]]
     if report["alreadyComplete"]:
         title = "replay already complete: nothing to send"
+        if failed:
+            title = (
+                f"nothing left to send, but {failed:,} event(s) failed for good: "
+                "--resume --retry-failed sends them again"
+            )
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -68,6 +78,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         ("failed permanently", f"{report['failedPermanently']:,}"),
         ("possible duplicates if keys ignored", f"{report['possibleDuplicatesIfKeysIgnored']:,}"),
         ("flow runs the target did not record", f"{report['flowRunsNotRecorded']:,}"),
+        ("sessions closed at the target (FORCE_CLOSE)", f"{report['sessionsClosed']:,}"),
         ("browsers created", f"{report['browsersCreated']:,}"),
         ("this run", f"{run['requests']:,} requests, {run['requestsPerSecond']:,} req/s"),
         ("client key", report["clientKey"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import time
@@ -20,7 +21,7 @@ from generator.events.wire import WireRequest
 from generator.redaction import mask_key
 from generator.replay.checkpoint import Checkpoint, CheckpointError, default_state_path
 from generator.replay.pacing import RateLimit, Timeline
-from generator.replay.plan import ReplayPlan, ReplayStep, browser_key
+from generator.replay.plan import ReplayPlan, ReplayStep, browser_key, session_close_key
 from generator.replay.retry import RetryPolicy
 from generator.replay.sender import Outcome, Reply, Sender
 
@@ -45,6 +46,22 @@ class ReplayOptions:
     checkpoint_interval: float = 0.5
     window: int = 8192  # lines read ahead of the oldest unfinished one
     grace: float = 3.0  # seconds in-flight requests get to finish after SIGINT
+    retry_failed: bool = False  # with resume: send the events that failed for good again
+    sessions: str = "close"  # close | merge: how a dataset session ends at the target (SESSIONS)
+
+
+# How a dataset session ends at the target. The target makes its own sessions from the traffic:
+# a browser's next event opens a new one only after the point of sale's timeout, so replayed
+# faster than that, a browser's sessions would merge into one.
+SESSIONS = {
+    "close": "a FORCE_CLOSE ends each dataset session at the target before the browser's next "
+    "one starts (counted apart from the dataset's events), so the target has the dataset's "
+    "sessions at any speed",
+    "merge": "nothing is added: sessions closer together (after --speed) than the timeout "
+    "merge at the target",
+}
+# Below this margin around the timeout, the target may or may not have closed a session itself.
+_TIMEOUT_MARGIN_S = 5.0
 
 
 @dataclass
@@ -92,8 +109,11 @@ def replay(
         allow_remote=options.allow_remote,
         why_local="replay sends a whole dataset",
         base_path=True,
-        code=1,
     )
+    if options.sessions not in SESSIONS:
+        raise CdpsimError(f"--sessions {options.sessions!r}: use {' or '.join(SESSIONS)}", code=2)
+    if options.retry_failed and not options.resume:
+        raise CdpsimError("--retry-failed goes with --resume (it retries a checkpoint's)", code=2)
     plan = ReplayPlan.open(options.dataset)
     state = options.state or default_state_path(options.dataset)
     if options.resume:
@@ -106,18 +126,91 @@ def replay(
                 "continue it, or remove it (or use --state) to start over. Nothing was sent."
             )
         checkpoint = Checkpoint(plan.fingerprint, target.url, plan.total)
+    retrying = options.retry_failed and bool(checkpoint.failed)
+    to_send = not checkpoint.complete or retrying
+    if to_send:
+        # Exit 4, as `load`: nothing listens there (a URL that cannot be used at all is exit 2).
+        # Before the dataset is read through: that takes a while for a big one.
+        target.check_reachable(timeout=3.0, what="; nothing was sent")
     plan.check()
     if checkpoint.total != plan.total:
         raise CheckpointError(
             f"{state}: checkpoint counts {checkpoint.total} events, not {plan.total}"
         )
-    if checkpoint.complete:
-        return ReplayResult("complete", state, checkpoint, plan, target, 0.0, 0, None, True)
-    target.check_reachable(timeout=3.0, code=1)
+    if not to_send:
+        return ReplayResult(
+            _finished(checkpoint), state, checkpoint, plan, target, 0.0, 0, None, True
+        )
     checkpoint.tally.runs += 1
     checkpoint.save(state)  # before anything is sent: the state path must be writable
     run = _Run(plan, checkpoint, state, target, options, rng or random.Random(), on_progress)
     return run.run()
+
+
+def _finished(checkpoint: Checkpoint) -> str:
+    """The status of a run that got to the end: complete only if every event went through."""
+    return "failed" if checkpoint.failed else "complete"
+
+
+class _Journal:
+    """The lines runs have started sending, appended to a small file beside the checkpoint as
+    they start; after each save of the checkpoint, a mark of its generation and the lines still
+    in flight. After a SIGKILL, the lines after the last mark (up to the checkpoint's
+    generation) that the checkpoint does not hold finished are exactly those whose outcome is
+    unknown.
+
+    Appends are plain write()s, no fsync: they survive the process being killed; after the
+    machine loses power the last half second of them may be missing. A journal without a mark
+    the checkpoint knows is not trusted, and the checkpoint's horizon bounds the unknown lines.
+    """
+
+    _COMPACT_BYTES = 1 << 20
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+        self._size = 0
+
+    def read(self, generation: int, horizon: int) -> set[int] | None:
+        try:
+            lines = self.path.read_bytes().split(b"\n")
+        except FileNotFoundError:
+            # No journal: nothing was ever sent (the horizon is saved before the first line
+            # goes), or it was lost, or the checkpoint is older than journals.
+            return set() if horizon == 0 else None
+        start = None
+        for i, line in enumerate(lines):
+            if line.startswith(b"G ") and line[2:].isdigit() and int(line[2:]) <= generation:
+                start = i + 1  # the last mark this checkpoint had reached
+        if start is None:
+            return None
+        return {int(line) for line in lines[start:] if line.isdigit()}
+
+    def mark(self, generation: int, inflight: set[int]) -> None:
+        """Right after the checkpoint's save: from here, only the lines in flight are unknown."""
+        text = "".join([f"G {generation}\n", *(f"{seq}\n" for seq in sorted(inflight))])
+        if self._fd < 0 or self._size > self._COMPACT_BYTES:
+            # Start afresh (atomically: until the rename the old journal, marks and all, holds).
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, self.path)
+            self.close()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            self._size = len(text)
+        else:
+            self._write(text.encode())
+
+    def started(self, seq: int) -> None:
+        self._write(b"%d\n" % seq)
+
+    def _write(self, data: bytes) -> None:
+        os.write(self._fd, data)
+        self._size += len(data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class _Run:
@@ -141,9 +234,22 @@ class _Run:
         self.sender = Sender(target, pool=options.concurrency, timeout=options.timeout)
         self.rate = RateLimit(options.rate)
         self.timeline = Timeline(options.speed)
-        # Lines at or below the saved horizon may have been sent by the run that saved it.
-        self.resumed_horizon = checkpoint.horizon
         self.durable_horizon = checkpoint.horizon
+        self.journal = _Journal(state.with_name(state.name + ".journal"))
+        # Lines an earlier run may have sent and this one has not finished yet: those the
+        # journal says were started, or without a journal to trust, any unfinished line up to
+        # the saved horizon. Every journal mark repeats them until they finish, so a second
+        # kill before then still knows them.
+        unknown = self.journal.read(checkpoint.generation, checkpoint.horizon)
+        if unknown is None:
+            unknown = set(range(checkpoint.watermark + 1, checkpoint.horizon + 1))
+        self.carried = {seq for seq in unknown if not checkpoint.is_done(seq)}
+        self.inflight: set[int] = set()
+        # Lines that failed for good before, sent again (--retry-failed): the target refused
+        # them, so a repeat cannot double anything.
+        self.retrying: set[int] = set(checkpoint.failed) if options.retry_failed else set()
+        if self.retrying:
+            checkpoint.failed_browsers.clear()
         # How far past the next line a horizon save reaches: about half a second of sends, so
         # saves stay rare at speed while the bound on possible duplicates stays tight.
         self.min_horizon_step = max(256, 8 * options.concurrency)
@@ -167,6 +273,7 @@ class _Run:
 
     def run(self) -> ReplayResult:
         started = time.monotonic()
+        self._save()  # and a journal that follows it
         handlers = [
             gevent.signal_handler(signal.SIGINT, self.stop, "interrupted"),
             gevent.signal_handler(signal.SIGTERM, self.stop, "interrupted"),
@@ -184,14 +291,15 @@ class _Run:
         finally:
             for handler in handlers:
                 handler.cancel()
-            self.ckpt.save(self.state)
+            self._save()
+            self.journal.close()
             self.sender.close()
         if self.crash is not None:
             raise self.crash
         if self.on_progress:
             self.on_progress(self.ckpt.finished, self.ckpt.total, 0.0)
         return ReplayResult(
-            self.status,
+            _finished(self.ckpt) if self.status == "complete" else self.status,
             self.state,
             self.ckpt,
             self.plan,
@@ -220,9 +328,10 @@ class _Run:
 
     def _read(self) -> None:
         ckpt = self.ckpt
+        after = min(ckpt.watermark, min(self.retrying, default=ckpt.watermark + 1) - 1)
         try:
-            for n, step in enumerate(self.plan.steps(after=ckpt.watermark, validate=False)):
-                if ckpt.is_done(step.seq):
+            for n, step in enumerate(self.plan.steps(after=after, validate=False)):
+                if ckpt.is_done(step.seq) and step.seq not in self.retrying:
                     continue
                 # Bounded read-ahead keeps memory flat and the checkpoint's `done` set small.
                 while step.seq - ckpt.watermark > self.options.window:
@@ -255,6 +364,8 @@ class _Run:
             if step.seq > self.durable_horizon:
                 self.ckpt.horizon = max(self.ckpt.horizon, step.seq + self.horizon_step)
                 self._save()
+            self.inflight.add(step.seq)
+            self.journal.started(step.seq)
             try:
                 wait = self.timeline.wait_for(step.created_ms)
                 if wait > 0 and self.stopping.wait(wait):
@@ -276,24 +387,74 @@ class _Run:
             self.crash = exc
             self.stop("stopped")
 
+    def _may_have_been_sent(self, seq: int) -> bool:
+        """Whether an earlier run may have sent this line (so a target ignoring keys might store
+        it twice): the journal's lines, or without a journal to trust, any unfinished line up to
+        the saved horizon. A line sent again with --retry-failed was refused for good before
+        (it is finished, so never among them): nothing of it was stored."""
+        return seq in self.carried
+
     def _replay_step(self, step: ReplayStep) -> None:
         ckpt = self.ckpt
-        repeat = step.seq <= self.resumed_horizon
+        repeat = self._may_have_been_sent(step.seq)
         browser_id = ckpt.browsers.get(step.browser_ref)
         if browser_id is None:
             failed = ckpt.failed_browsers.get(step.browser_ref)
             if failed is None:
                 browser_id, failed = self._create_browser(step, repeat)
             if browser_id is None:
-                ckpt.tally.fail(seq=step.seq, ref=step.ref, kind=step.type, reason=str(failed))
+                ckpt.fail(seq=step.seq, ref=step.ref, kind=step.type, reason=str(failed))
                 return
+        if self.options.sessions == "close":
+            self._end_previous_session(step, browser_id, repeat)
         answer = self._send(self.plan.request(step, browser_id), step.ref, step.ref, repeat)
         if answer.outcome is Outcome.ACKNOWLEDGED:
             ckpt.tally.ack(step.type)
+            ckpt.succeed(step.seq)
             if step.type == "TRACKING" and _outside_allocation(answer):
                 ckpt.tally.flow_runs_not_recorded += 1
+            if self.options.sessions == "close":
+                self._note_session(step)
         else:
-            ckpt.tally.fail(seq=step.seq, ref=step.ref, kind=step.type, reason=answer.reason)
+            ckpt.fail(seq=step.seq, ref=step.ref, kind=step.type, reason=answer.reason)
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def _note_session(self, step: ReplayStep) -> None:
+        """Remember the session this browser now has open at the target (none after a
+        FORCE_CLOSE, which ends it)."""
+        event = step.event
+        key = f"{step.browser_ref} {event['channel']}"
+        if step.type == "FORCE_CLOSE":
+            self.ckpt.sessions.pop(key, None)
+        else:
+            self.ckpt.sessions[key] = (event["sessionRef"], time.time(), event["pointOfSale"])
+
+    def _end_previous_session(self, step: ReplayStep, browser_id: str, repeat: bool) -> None:
+        """Before the first event of a browser's next dataset session, end the one before it at
+        the target, which would otherwise take the new events in (--sessions close)."""
+        event = step.event
+        key = f"{step.browser_ref} {event['channel']}"
+        open_at_target = self.ckpt.sessions.get(key)
+        if open_at_target is None or open_at_target[0] == event["sessionRef"]:
+            return
+        session, last_sent, pos = open_at_target
+        timeout = self.plan.session_timeout_s(pos)
+        idle = time.time() - last_sent
+        if idle < timeout - _TIMEOUT_MARGIN_S:
+            request = self.plan.session_close(event, pos, browser_id)
+            answer = self._send(request, session_close_key(session), session, repeat)
+            if answer.outcome is Outcome.ACKNOWLEDGED:
+                self.ckpt.tally.sessions_closed += 1
+            else:  # the event still goes; at worst this session merges with the next
+                self.ckpt.tally.session_closes_failed += 1
+        elif idle < timeout + _TIMEOUT_MARGIN_S and self.stopping.wait(
+            timeout + _TIMEOUT_MARGIN_S - idle
+        ):
+            # Too close to the timeout to tell whether the target closed it (a FORCE_CLOSE
+            # could open a session of its own): waited until it certainly has, or stopped.
+            raise _Stopped
+        del self.ckpt.sessions[key]
 
     def _create_browser(self, step: ReplayStep, repeat: bool) -> tuple[str | None, str | None]:
         answer = self._send(
@@ -353,6 +514,9 @@ class _Run:
                 raise _Stopped
 
     def _finish(self, step: ReplayStep) -> None:
+        self.inflight.discard(step.seq)
+        self.carried.discard(step.seq)
+        self.retrying.discard(step.seq)
         self.ckpt.mark_done(step.seq)
         self.dirty = True
         queue = self.queues[step.guest]
@@ -370,7 +534,9 @@ class _Run:
     def _save(self) -> None:
         # Blocking on purpose: no other greenlet runs while the file is written, so the snapshot
         # is consistent without a lock.
+        self.ckpt.generation += 1
         self.ckpt.save(self.state)
+        self.journal.mark(self.ckpt.generation, self.inflight | self.carried)
         self.durable_horizon = self.ckpt.horizon
         self.dirty = False
 

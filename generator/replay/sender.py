@@ -10,7 +10,7 @@ import gevent
 import orjson
 from geventhttpclient import HTTPClient
 
-from generator.endpoint import Endpoint
+from generator.endpoint import Endpoint, answer_reason
 from generator.events.wire import LIBRARY_VERSION, WireRequest
 from generator.replay.retry import parse_retry_after
 
@@ -22,7 +22,8 @@ class Outcome(Enum):
     # The target may have acted on the request (a timeout, a dropped connection, a 5xx): a retry
     # is safe only at a target that honours the idempotency key.
     AMBIGUOUS = "ambiguous"
-    # The target certainly did not act (connection refused, 429): a retry cannot double anything.
+    # The target certainly did not act (connection refused, 429, 503): a retry cannot double
+    # anything.
     REFUSED = "refused"
     PERMANENT = "permanent"
 
@@ -83,27 +84,18 @@ class Sender:
         except Exception as exc:  # geventhttpclient's parse errors on a broken answer
             return Reply(Outcome.AMBIGUOUS, f"bad answer: {type(exc).__name__}")
         status = response.status_code
-        if 200 <= status < 300:
-            return Reply(Outcome.ACKNOWLEDGED, "", status, body=data)
         header = response.get("retry-after")
         retry_after = parse_retry_after(header if isinstance(header, str) else None)
-        if status == 429:
-            return Reply(Outcome.REFUSED, "429 throttled", status, retry_after, data)
+        if 200 <= status < 300:
+            return Reply(Outcome.ACKNOWLEDGED, "", status, body=data)
+        kind = response.get("content-type")
+        reason = answer_reason(status, data, kind if isinstance(kind, str) else "")
+        if status in (429, 503):
+            # Throttled, or unavailable (overloaded, a fault): the target did not act on it.
+            return Reply(Outcome.REFUSED, reason, status, retry_after, data)
         if status >= 500:
-            return Reply(Outcome.AMBIGUOUS, f"{status} server error", status, retry_after, data)
-        return Reply(Outcome.PERMANENT, _reason(status, data), status, body=data)
+            return Reply(Outcome.AMBIGUOUS, reason, status, retry_after, data)
+        return Reply(Outcome.PERMANENT, reason, status, body=data)
 
     def close(self) -> None:
         self._client.close()
-
-
-def _reason(status: int, body: bytes) -> str:
-    """A short, stable reason for a permanent failure: the status and the target's own message."""
-    message = ""
-    try:
-        data = orjson.loads(body)
-        if isinstance(data, dict):
-            message = str(data.get("error_msg") or data.get("message") or data.get("detail") or "")
-    except orjson.JSONDecodeError:
-        message = body[:120].decode("utf-8", "replace").strip()
-    return f"{status} {message}".strip()[:200]

@@ -22,6 +22,10 @@ class ReplayTotals:
     possible_duplicates: int = 0  # sends that a target ignoring idempotency keys may store twice
     # callFlows acknowledged without a flow run (the target put its guest outside the allocation)
     flow_runs_not_recorded: int = 0
+    # FORCE_CLOSE requests sent to end a dataset session at the target (--sessions close); not
+    # events of the dataset, so not in acknowledged_by_type.
+    sessions_closed: int = 0
+    session_closes_failed: int = 0  # refused: that session may merge with the next at the target
     acknowledged_by_type: dict[str, int] = field(default_factory=dict)
     failed_by_reason: dict[str, int] = field(default_factory=dict)
     failure_samples: list[dict[str, Any]] = field(default_factory=list)
@@ -36,6 +40,16 @@ class ReplayTotals:
         self.failed_by_reason[reason] = self.failed_by_reason.get(reason, 0) + 1
         if len(self.failure_samples) < MAX_FAILURE_SAMPLES:
             self.failure_samples.append({"line": seq, "ref": ref, "type": kind, "reason": reason})
+
+    def unfail(self, seq: int, reason: str) -> None:
+        """Take back an earlier failure of line `seq` (it is being counted again after a retry)."""
+        self.failed -= 1
+        left = self.failed_by_reason.get(reason, 0) - 1
+        if left > 0:
+            self.failed_by_reason[reason] = left
+        else:
+            self.failed_by_reason.pop(reason, None)
+        self.failure_samples = [s for s in self.failure_samples if s.get("line") != seq]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,9 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
-
-import orjson
 
 from generator.events.types import EVENT_TYPE_NAMES
 from generator.events.wire import GUEST_HINT
@@ -24,8 +21,10 @@ from generator.profile import Profile
 from generator.redaction import mask_key
 from generator.server.answers import Response, error, json_answer
 from generator.server.batch import BATCH_PREFIXES, BatchService
+from generator.server.bodies import json_object, message
+from generator.server.bodies import query as parse_query
 from generator.server.faults import Faults
-from generator.server.ledger import Ledger
+from generator.server.ledger import Ledger, Tenancy
 from generator.server.tenant import Tenant
 
 __all__ = ["BODY_LIMIT", "INGEST_LIMIT", "ServerConfig", "StreamApp"]
@@ -73,6 +72,7 @@ class StreamApp:
             config.db_path,
             synchronous="NORMAL" if config.synchronous.upper() == "NORMAL" else "FULL",
             queue_limit=config.queue_limit,
+            tenant=Tenancy(config.profile.name, config.profile.client_key),
         )
         self.tenant = Tenant(config.profile, self.ledger, rng=self._rng)
         self.faults = Faults(
@@ -98,7 +98,9 @@ class StreamApp:
             "/v1/ingest": {"POST": self._ingest},
             "/_cdpsim/stats": {"GET": self._stats},
             "/_cdpsim/healthz": {"GET": self._healthz},
+            "/_cdpsim/openapi.json": {"GET": self._openapi},
         }
+        self._description: Response | None = None
 
     # --- ASGI -------------------------------------------------------------------------------
 
@@ -199,9 +201,10 @@ class StreamApp:
         if body is None:
             return _too_large(limit)
         query: bytes = scope["query_string"]
-        if key is None:
+        if not key:  # an empty key names nothing: the request is simply not idempotent
             return await handler(query, body, None)
-        return await self._once(key, handler, query, body)
+        # A key names one call: the same key sent to another endpoint is another request.
+        return await self._once(f"{_CALLS.get(path, path)} {key}", handler, query, body)
 
     async def _fault(self) -> Response | None:
         wait = self.faults.throttled()
@@ -244,31 +247,31 @@ class StreamApp:
     # --- endpoints --------------------------------------------------------------------------
 
     async def _browser_create(self, query: bytes, body: bytes, key: str | None) -> Response:
-        params = _query(query)
+        params = parse_query(query)
         return await self.tenant.browser_create(
             params.get("client_key"), key, guest_hint=params.get(GUEST_HINT)
         )
 
     async def _event_post(self, query: bytes, body: bytes, key: str | None) -> Response:
-        msg = _json_object(body, "the body")
+        msg = json_object(body, "the body")
         if isinstance(msg, Response):
             return msg
         return await self.tenant.event(_with_key(msg, query, "client_key"), key)
 
     async def _event_get(self, query: bytes, body: bytes, key: str | None) -> Response:
-        msg = _message(query)
+        msg = message(query)
         if isinstance(msg, Response):
             return msg
         return await self.tenant.event(_with_key(msg, query, "client_key"), key)
 
     async def _flows_post(self, query: bytes, body: bytes, key: str | None) -> Response:
-        msg = _json_object(body, "the body")
+        msg = json_object(body, "the body")
         if isinstance(msg, Response):
             return msg
         return await self.tenant.call_flows(_with_key(msg, query, "clientKey"), key)
 
     async def _flows_get(self, query: bytes, body: bytes, key: str | None) -> Response:
-        msg = _message(query)
+        msg = message(query)
         if isinstance(msg, Response):
             return msg
         return await self.tenant.call_flows(_with_key(msg, query, "clientKey"), key)
@@ -307,7 +310,16 @@ class StreamApp:
     async def _healthz(self, query: bytes, body: bytes, key: str | None) -> Response:
         return _HEALTHY
 
+    async def _openapi(self, query: bytes, body: bytes, key: str | None) -> Response:
+        if self._description is None:  # built on first use: most runs never ask for it
+            from generator.server.openapi import description_bytes
 
+            self._description = Response(200, description_bytes())
+        return self._description
+
+
+# The endpoints that are one call in two forms (POST and GET) share their idempotency keys.
+_CALLS = {"/v1.2/event/create.json": "/v1.2/events"}
 _GONE = error(499, "client_gone", "the request ended before it was answered")
 # Every known type shows in the statistics, stored or not.
 _STAT_TYPES = EVENT_TYPE_NAMES
@@ -343,41 +355,10 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _query(query: bytes) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(query.decode("latin-1"), keep_blank_values=True).items()}
-
-
-def _json_object(raw: bytes | str, what: str) -> dict[str, Any] | Response:
-    if not raw:
-        return error(400, "empty_body", f"{what} is empty; send a JSON object")
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return error(400, "malformed_json", f"{what} is not valid JSON: {exc}")
-    if not isinstance(value, dict):
-        return error(
-            400, "not_an_object", f"{what} must be a JSON object, not {type(value).__name__}"
-        )
-    return value
-
-
-def _message(query: bytes) -> dict[str, Any] | Response:
-    """The GET form's `message` parameter (URL-encoded JSON) as an object."""
-    params = _query(query)
-    if "message" not in params:
-        return error(400, "missing_message", "the GET form needs `message=` (URL-encoded JSON)")
-    msg = _json_object(params["message"], "`message`")
-    if isinstance(msg, dict):
-        for name in ("client_key", "clientKey"):
-            if name in params and name not in msg:
-                msg[name] = params[name]
-    return msg
-
-
 def _with_key(msg: dict[str, Any], query: bytes, name: str) -> dict[str, Any]:
     """A client key given only in the query string counts as if it were in the body."""
     if name not in msg and b"key" in query.lower():
-        params = _query(query)
+        params = parse_query(query)
         given = params.get(name) or params.get("client_key") or params.get("clientKey")
         if given is not None:
             msg[name] = given

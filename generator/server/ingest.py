@@ -9,12 +9,13 @@ from typing import Any
 import orjson
 
 from generator.events.checker import StoredEventChecker
+from generator.server.bodies import depth_problem, unreadable
 
 __all__ = ["check_stored", "ingest_lines"]
 
 
-def ingest_lines(body: bytes) -> Iterator[tuple[int, Any]]:
-    """(line number from 1, parsed value or the JSONDecodeError) for each non-blank line.
+def ingest_lines(body: bytes) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number from 1, parsed value, why it cannot be read) for each non-blank line.
 
     A body that parses whole as one object is one event, even when pretty-printed over lines.
     """
@@ -23,15 +24,17 @@ def ingest_lines(body: bytes) -> Iterator[tuple[int, Any]]:
     except orjson.JSONDecodeError:
         whole = None
     if isinstance(whole, dict):
-        yield 1, whole
+        yield 1, whole, depth_problem(body, whole)
         return
     for number, line in enumerate(body.split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
-            yield number, orjson.loads(line)
+            value = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            yield number, exc
+            yield number, None, unreadable(exc)
+            continue
+        yield number, value, depth_problem(line, value)
 
 
 def check_stored(event: Any, client_key: str) -> str | None:

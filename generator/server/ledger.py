@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["EventRow", "Job", "Ledger", "LedgerError", "Origin"]
+from generator.redaction import mask_key
+
+__all__ = ["EventRow", "Job", "Ledger", "LedgerError", "Origin", "Tenancy"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -31,6 +33,10 @@ CREATE TABLE IF NOT EXISTS browsers (
     ref TEXT PRIMARY KEY,
     guest_ref TEXT NOT NULL,
     created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tenant (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY,
@@ -66,6 +72,14 @@ class LedgerError(Exception):
 
 class _Busy(LedgerError):
     """Another connection holds the write lock (only seen where busy_timeout is 0)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tenancy:
+    """Whose events a ledger holds: one profile's tenant, named by profile and client key."""
+
+    profile: str
+    client_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +127,10 @@ class Ledger:
         synchronous: Literal["NORMAL", "FULL"] = "FULL",
         queue_limit: int = 20_000,
         max_batch: int = 4_000,
+        tenant: Tenancy | None = None,
     ) -> None:
         self.path = path
+        self.tenant = tenant
         self.synchronous = synchronous
         self.queue_limit = queue_limit
         self.max_batch = max_batch
@@ -140,9 +156,32 @@ class Ledger:
         """Create the schema and the read connection; call before `start`."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
-        conn.executescript(_SCHEMA)
-        conn.close()
+        try:
+            conn.executescript(_SCHEMA)
+            if self.tenant is not None:
+                self._claim(conn, self.tenant)
+        finally:
+            conn.close()
         self._reader = self._connect()
+
+    def _claim(self, conn: sqlite3.Connection, tenant: Tenancy) -> None:
+        """Mark a new ledger as this tenant's; refuse one that holds another tenant's events."""
+        rows = dict(conn.execute("SELECT name, value FROM tenant").fetchall())
+        if not rows:
+            # A new ledger, or one from before tenants were recorded: it is this tenant's now.
+            conn.execute(
+                "INSERT INTO tenant (name, value) VALUES ('profile', ?), ('clientKey', ?)",
+                (tenant.profile, tenant.client_key),
+            )
+            return
+        held = Tenancy(str(rows.get("profile", "")), str(rows.get("clientKey", "")))
+        if held != tenant:
+            raise LedgerError(
+                f"the ledger {self.path} holds the tenant of profile {held.profile!r} (client "
+                f"key {mask_key(held.client_key)}), not of profile {tenant.profile!r} (client "
+                f"key {mask_key(tenant.client_key)}) that this server serves; give another "
+                f"--db, or serve profile {held.profile!r} from this one"
+            )
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

@@ -8,9 +8,12 @@ import sys
 from types import FrameType
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from generator.errors import CdpsimError
+from generator.server.answers import error
 from generator.server.app import ServerConfig, StreamApp
+from generator.server.ledger import LedgerError
 
 __all__ = ["serve"]
 
@@ -24,6 +27,8 @@ def serve(config: ServerConfig) -> None:
     app = StreamApp(config)
     try:
         app.ledger.open()
+    except LedgerError as exc:
+        raise CdpsimError(str(exc), code=1) from None
     except (OSError, sqlite3.Error) as exc:
         raise CdpsimError(f"cannot open the ledger {config.db_path}: {exc}", code=1) from None
     server = _Server(
@@ -32,7 +37,7 @@ def serve(config: ServerConfig) -> None:
             host=config.host,
             port=config.port,
             loop="uvloop",
-            http="httptools",
+            http=_JsonErrorsProtocol,
             lifespan="on",
             log_level="warning",
             access_log=False,
@@ -46,6 +51,31 @@ def serve(config: ServerConfig) -> None:
     server.run()
     if not server.started:
         raise CdpsimError("the server did not start (see the messages above)", code=1)
+
+
+# httptools keeps URL offsets in 16 bits, so a longer request line cannot be parsed at all.
+_URL_LIMIT = 65_535
+
+
+class _JsonErrorsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse as every other failure
+    is answered: JSON in the documented error shape, not a plain-text line."""
+
+    def send_400_response(self, msg: str) -> None:
+        if len(getattr(self, "url", b"")) > _URL_LIMIT:  # set once a request line begins
+            answer = error(
+                400,
+                "url_too_long",
+                f"the URL (path and query string) is over {_URL_LIMIT:,} bytes; send a large "
+                "message in the body of the POST form",
+            )
+        else:
+            answer = error(400, "bad_request", "not a well-formed HTTP/1.1 request")
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        head += [name + b": " + value + b"\r\n" for name, value in answer.raw_headers()]
+        head.append(b"connection: close\r\n\r\n")
+        self.transport.write(b"".join(head) + answer.body)
+        self.transport.close()
 
 
 class _Server(uvicorn.Server):

@@ -15,15 +15,18 @@ from generator.events.stored import UUID, envelope, iso_ms, parse_iso_ms, tracki
 from generator.events.wire import arbitrary_data_from_wire
 from generator.model.assignment import FlowTable, assign_one
 from generator.profile import Channel, PointOfSale, Profile
-from generator.redaction import mask_key
+from generator.redaction import json_kind, mask_key, shown
 from generator.server.answers import Response, error, json_answer
+from generator.server.bodies import text_field
 from generator.server.ingest import check_stored, ingest_lines
 from generator.server.ledger import EventRow, Job, Ledger, LedgerError, Origin
 from generator.server.sessions import SessionBook
+from generator.vocabulary import CLIENT_TYPES, CUSTOM_TYPE_RULE, is_custom_type
 
 __all__ = ["Tenant", "TenantStats"]
 
 _CHANNELS = frozenset(c.value for c in Channel)
+CLIENT_TYPE_NAMES = frozenset(t.name for t in CLIENT_TYPES)
 _OK_EVENT_HEAD = b'{"status":"OK","version":"1.2","ref":"'
 
 
@@ -140,37 +143,46 @@ class Tenant:
 
     async def event(self, msg: dict[str, Any], key: str | None) -> Response:
         """`POST /v1.2/events` and its GET form, after the body became a JSON object."""
-        type_ = msg.get("type")
-        if not isinstance(type_, str) or not type_:
-            return error(400, "missing_type", "the event has no `type`")
-        browser_id = msg.get("browser_id")
-        if not isinstance(browser_id, str) or not browser_id:
-            return error(400, "missing_browser_id", "the event has no `browser_id`")
+        type_ = text_field(msg, "type", "missing_type", "the event has no `type`")
+        if not isinstance(type_, str):
+            return _refused(type_)
+        browser_id = text_field(
+            msg, "browser_id", "missing_browser_id", "the event has no `browser_id`"
+        )
+        if not isinstance(browser_id, str):
+            return _refused(browser_id)
         client_key = msg.get("client_key")
         if client_key != self.client_key:
             return _bad_key(client_key)
-        if type_ == "TRACKING" or type_.startswith("SC_") or not type_.isupper():
+        if type_ not in CLIENT_TYPE_NAMES and not is_custom_type(type_):
             return error(
                 400,
                 "bad_type",
-                f"`type` {type_!r} is not a client event type (upper case, not TRACKING, "
-                "not starting SC_)",
+                f"`type` {shown(type_)} is neither a client event type of CDP's nor a custom "
+                f"one ({CUSTOM_TYPE_RULE})",
             )
         guest = self.browsers.get(browser_id)
         if guest is None:
-            return error(404, "unknown_browser", f"no browser {browser_id!r} on this tenant")
-        pos_name = msg.get("pos")
-        if not isinstance(pos_name, str) or not pos_name:
-            return error(400, "missing_pos", "the event has no `pos` (point of sale)")
+            return error(404, "unknown_browser", f"no browser {shown(browser_id)} on this tenant")
+        pos_name = text_field(msg, "pos", "missing_pos", "the event has no `pos` (point of sale)")
+        if not isinstance(pos_name, str):
+            return _refused(pos_name)
         pos = self._pos.get(pos_name)
         if pos is None:
             # CDP answers 201 and silently drops an event for an unknown point of sale.
             self.stats.dropped["unknown_pos"] += 1
             return Response(201, b'{"status":"OK","version":"1.2"}')
-        channel = msg.get("channel") or pos.channels[0].value
-        if not isinstance(channel, str) or channel not in _CHANNELS:
-            return error(400, "bad_channel", f"`channel` {channel!r} is not a CDP channel")
+        channel = self._channel(msg, pos)
+        if isinstance(channel, Response):
+            return channel
         if type_ == "IDENTITY" and not _has_identifiers(msg.get("identifiers")):
+            given = msg.get("identifiers")
+            if given is not None and not isinstance(given, list):
+                return error(
+                    400,
+                    "wrong_field_type",
+                    f"`identifiers` must be an array, not {json_kind(given)}",
+                )
             return error(
                 400, "missing_identifiers", "IDENTITY needs `identifiers: [{provider, id}]`"
             )
@@ -208,6 +220,22 @@ class Tenant:
         job = Job(lambda _: (201, body), [row], rebind=rebind, answer_key=key, after=after)
         return await self._commit(job)
 
+    def _channel(self, msg: dict[str, Any], pos: PointOfSale) -> str | Response:
+        """The request's `channel`, or the point of sale's first one when it names none."""
+        channel = text_field(msg, "channel", None)
+        if channel is None:
+            return pos.channels[0].value
+        if isinstance(channel, Response):
+            return channel
+        if channel not in _CHANNELS:
+            return error(
+                400,
+                "bad_channel",
+                f"`channel` {shown(channel)} is not a CDP channel (one of "
+                f"{', '.join(sorted(_CHANNELS))})",
+            )
+        return channel
+
     def _identify(
         self, browser: str, guest: str, identities: list[tuple[str, str]]
     ) -> tuple[tuple[str, str] | None, Callable[[], None]]:
@@ -229,19 +257,26 @@ class Tenant:
         client_key = msg.get("clientKey", msg.get("client_key"))
         if client_key != self.client_key:
             return _bad_key(client_key)
-        friendly_id = msg.get("friendlyId")
-        if not isinstance(friendly_id, str) or not friendly_id:
-            return error(400, "missing_friendly_id", "callFlows needs `friendlyId`")
+        friendly_id = text_field(
+            msg, "friendlyId", "missing_friendly_id", "callFlows needs `friendlyId`"
+        )
+        if not isinstance(friendly_id, str):
+            return _refused(friendly_id)
         index = self._flow_index.get(friendly_id)
         if index is None:
             known = ", ".join(self._flow_index) or "none"
             return error(
                 404,
                 "unknown_flow",
-                f"no flow with friendlyId {friendly_id!r} on this tenant (known: {known})",
+                f"no flow with friendlyId {shown(friendly_id)} on this tenant (known: {known})",
             )
-        browser_id = msg.get("browserId")
-        if not isinstance(browser_id, str) or not browser_id:
+        browser_id = text_field(msg, "browserId", None)
+        if isinstance(browser_id, Response):
+            return browser_id
+        if browser_id is None:
+            email = text_field(msg, "email", None)
+            if isinstance(email, Response):
+                return email
             identities = identity_keys(msg)
             if not identities:
                 return error(
@@ -257,20 +292,22 @@ class Tenant:
             browser_id = hit[1]
         guest = self.browsers.get(browser_id)
         if guest is None:
-            return error(404, "unknown_browser", f"no browser {browser_id!r} on this tenant")
-        pos_name = msg.get("pointOfSale")
-        pos = self._pos.get(pos_name) if isinstance(pos_name, str) else None
+            return error(404, "unknown_browser", f"no browser {shown(browser_id)} on this tenant")
+        pos_name = text_field(msg, "pointOfSale", None)
+        if isinstance(pos_name, Response):
+            return pos_name
+        pos = self._pos.get(pos_name) if pos_name is not None else None
         if pos is None:
             known = ", ".join(self._pos)
             return error(
                 400,
                 "unknown_pos",
-                f"`pointOfSale` {msg.get('pointOfSale')!r} is not a point of sale of this "
+                f"`pointOfSale` {shown(pos_name)} is not a point of sale of this "
                 f"tenant (known: {known})",
             )
-        channel = msg.get("channel") or pos.channels[0].value
-        if not isinstance(channel, str) or channel not in _CHANNELS:
-            return error(400, "bad_channel", f"`channel` {channel!r} is not a CDP channel")
+        channel = self._channel(msg, pos)
+        if isinstance(channel, Response):
+            return channel
         flow = self.profile.flows[index]
         flow_ref = self._flow_refs[index]
         variant = assign_one(self._flows, index, guest)
@@ -340,11 +377,8 @@ class Tenant:
         """`POST /v1/ingest`: stored-form events kept as they are; a known ref is a duplicate."""
         rows: list[EventRow] = []
         rejected: list[dict[str, Any]] = []
-        for line, event in ingest_lines(body):
-            if isinstance(event, orjson.JSONDecodeError):
-                reason = f"malformed JSON: {event}"
-            else:
-                reason = check_stored(event, self.client_key) or ""
+        for line, event, unreadable in ingest_lines(body):
+            reason = unreadable or check_stored(event, self.client_key) or ""
             if reason:
                 rejected.append({"line": line, "reason": reason})
                 self.stats.rejected["ingest_line"] += 1
@@ -418,11 +452,23 @@ def _dashed(value: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def _refused(answer: Response | None) -> Response:
+    """A required field's refusal (text_field gives None only for an optional field)."""
+    assert answer is not None
+    return answer
+
+
 def _bad_key(client_key: object) -> Response:
-    if not client_key:
+    if client_key is None or client_key == "":
         return error(401, "unknown_client_key", "no client key given (`client_key`)")
+    if not isinstance(client_key, str):
+        return error(
+            400,
+            "wrong_field_type",
+            f"the client key must be a string, not {json_kind(client_key)}",
+        )
     return error(
-        401, "unknown_client_key", f"client key {mask_key(str(client_key))} is not this tenant's"
+        401, "unknown_client_key", f"client key {mask_key(client_key)} is not this tenant's"
     )
 
 
