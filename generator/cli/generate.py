@@ -136,7 +136,12 @@ def register(app: typer.Typer) -> None:
             # The data lake straight from the simulation: no JSON lines in between.
             from generator.datalake.generate import generate_datalake
 
+            # Tests force small parts (several parts from a few thousand events).
+            per_part = int(os.environ.get("CDPSIM_TEST_EVENTS_PER_PART", 0)) or None
+
             def run(req: GenerateRequest, progress: Progress | None = None) -> GenerateResult:
+                if per_part:
+                    return generate_datalake(req, snapshots, progress, per_part)
                 return generate_datalake(req, snapshots, progress)
 
         pause_at = os.environ.get("CDPSIM_TEST_PAUSE_AT")
