@@ -86,8 +86,9 @@ def _records(db: Path) -> int:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = make_dataset(tmp_path_factory.mktemp("batchapi"), "smoke", days=3, guests=400)
-    export_batch(out, limit=4_200)
+    # Half a dozen small files: enough to kill the replay between two of them.
+    out = make_dataset(tmp_path_factory.mktemp("batchapi"), "smoke", days=1, guests=200)
+    export_batch(out, limit=6_000)
     return out
 
 
