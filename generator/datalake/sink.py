@@ -20,7 +20,7 @@ from generator.datalake.columns import SCHEMAS, writer_options
 __all__ = ["BUDGET", "ROW_GROUP", "ParquetSink", "Sinks"]
 
 ROW_GROUP = 65_536  # rows a file holds before it writes them as a row group
-BUDGET = 64 << 20  # bytes all of a part's open files may hold before the biggest is written
+BUDGET = 32 << 20  # bytes all of a part's open files may hold before the biggest is written
 
 
 class ParquetSink:
