@@ -1,6 +1,6 @@
-"""Data lake and Batch speed: the export's events/s against writing the JSON lines (same profile,
-same size, same run), its peak RSS at 5M against 1M events, and a Batch upload of 1M records
-into the embedded server.
+"""Data lake and Batch speed: `generate --format datalake` in events/s against `generate` writing
+the JSON lines (same profile, same size, same run), its peak RSS at 5M against 1M events, and a
+Batch upload of 1M records into the embedded server.
 
 Sizes: BENCH_FORMATS_EVENTS (default 1000000) and BENCH_FORMATS_BIG (default 5000000; 0 skips
 the memory comparison); BENCH_FORMATS_RECORDS (default 1000000) for the upload.
@@ -26,12 +26,9 @@ PROFILE = "retail-ireland"
 TOKEN = "bench-token-0000000000"
 
 
-def generate(out: Path, events: int) -> Run:
-    return run([*CDPSIM, "generate", PROFILE, "--out", str(out), "--events", str(events)])
-
-
-def export(out: Path) -> Run:
-    return run([*CDPSIM, "export", str(out), "--to", "datalake"])
+def generate(out: Path, events: int, fmt: str = "jsonl") -> Run:
+    cmd = [*CDPSIM, "generate", PROFILE, "--out", str(out), "--events", str(events)]
+    return run([*cmd, "--format", fmt])
 
 
 def synthetic_batch(directory: Path, records: int) -> None:
@@ -91,14 +88,16 @@ def main() -> None:
     records = int(os.environ.get("BENCH_FORMATS_RECORDS", 1_000_000))
     work = Path(tempfile.mkdtemp(prefix="cdpsim-bench-formats-"))
     try:
-        ds = work / "small"
+        ds = work / "jsonl"
         jsonl = generate(ds, events)
-        lake = export(ds)
+        shutil.rmtree(ds)
+        lake = generate(work / "lake", events, "datalake")
+        shutil.rmtree(work / "lake")
         jsonl_rate, lake_rate = events / jsonl.seconds, events / lake.seconds
         print(
             f"JSON lines, {events:,} events    {jsonl_rate:>10,.0f} events/s ({jsonl.seconds:.1f}s)"
         )
-        print(f"data lake export, same data  {lake_rate:>10,.0f} events/s ({lake.seconds:.1f}s)")
+        print(f"data lake, same profile/size {lake_rate:>10,.0f} events/s ({lake.seconds:.1f}s)")
         print(
             f"  ratio {lake_rate / jsonl_rate:.2f}x (target 1x); peak RSS {lake.max_rss_mb:.0f} MB"
         )
@@ -109,11 +108,9 @@ def main() -> None:
             "datalakeRatio": round(lake_rate / jsonl_rate, 3),
             "datalakeRssMb": round(lake.max_rss_mb, 1),
         }
-        shutil.rmtree(ds)
         if big:
-            ds = work / "big"
-            generate(ds, big)
-            lake_big = export(ds)
+            lake_big = generate(work / "big", big, "datalake")
+            shutil.rmtree(work / "big")
             ratio = lake_big.max_rss_mb / lake.max_rss_mb
             print(
                 f"peak RSS {big:,} vs {events:,} events: {lake_big.max_rss_mb:.0f} vs "
@@ -124,7 +121,6 @@ def main() -> None:
                 datalakeBigRssMb=round(lake_big.max_rss_mb, 1),
                 rssRatio=round(ratio, 3),
             )
-            shutil.rmtree(ds)
         if records:
             seconds, files = upload(records, work)
             rate = records / seconds

@@ -33,14 +33,16 @@ def generate(
     seed: int | None = None,
     format: str = "jsonl",
     workers: int = 1,
+    snapshots: str = "last",
 ) -> GenerateResult:
     """Write a dataset into `out`, the same bytes as `cdpsim generate` with the same options.
 
-    `profile` is a Profile, a YAML path or a bundled profile's name. Nothing process-wide is
+    `profile` is a Profile, a YAML path or a bundled profile's name. `format="datalake"` writes
+    the data lake export instead of JSON lines (`snapshots`: last or daily). Nothing process-wide is
     changed (the CLI alone tunes the allocator and the garbage collector of its own process).
     """
-    if format not in ("jsonl", "jsonl.gz"):
-        raise CdpsimError(f"format {format!r}: use jsonl or jsonl.gz", 2)
+    if format not in ("jsonl", "jsonl.gz", "datalake"):
+        raise CdpsimError(f"format {format!r}: use jsonl, jsonl.gz or datalake", 2)
     if events is not None and days is not None:
         raise CdpsimError("give events or days, not both", 2)
     request = GenerateRequest(
@@ -53,6 +55,10 @@ def generate(
         gzip=format == "jsonl.gz",
         workers=workers,
     )
+    if format == "datalake":
+        from generator.datalake.generate import generate_datalake
+
+        return generate_datalake(request, snapshots)
     return _write(request)
 
 

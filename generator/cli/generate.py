@@ -92,7 +92,8 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option(
             "jsonl",
             "--format",
-            help="jsonl or jsonl.gz; datalake or batch also write DIR/datalake or DIR/batch.",
+            help="jsonl or jsonl.gz; datalake (Parquet in DIR/datalake, no JSON lines); batch "
+            "(JSON lines and Batch API files in DIR/batch).",
         ),
         snapshots: str = typer.Option(
             "last", "--snapshots", help="--format datalake: last (newest folder) or daily."
@@ -108,7 +109,7 @@ def register(app: typer.Typer) -> None:
         Shards write parts under DIR/.parts; the last shard to finish joins them.
         """
         # Imported here so that `cdpsim --help` and other commands start fast.
-        from generator.dataset.writer import GenerateRequest, generate
+        from generator.dataset.writer import GenerateRequest, Progress, generate
         from generator.profile import load_profile, resolve_profile
 
         if fmt not in ("jsonl", "jsonl.gz", "datalake", "batch"):
@@ -130,19 +131,32 @@ def register(app: typer.Typer) -> None:
         )
         console = Console(stderr=True, quiet=quiet or as_json)
         started = time.perf_counter()
+        run = generate
+        if fmt == "datalake":
+            # The data lake straight from the simulation: no JSON lines in between.
+            from generator.datalake.generate import generate_datalake
+
+            # Tests force small parts (several parts from a few thousand events).
+            per_part = int(os.environ.get("CDPSIM_TEST_EVENTS_PER_PART", 0)) or None
+
+            def run(req: GenerateRequest, progress: Progress | None = None) -> GenerateResult:
+                if per_part:
+                    return generate_datalake(req, snapshots, progress, per_part)
+                return generate_datalake(req, snapshots, progress)
+
         pause_at = os.environ.get("CDPSIM_TEST_PAUSE_AT")
         if pause_at:
-            result = generate(request, progress=_test_pause(pause_at))
+            result = run(request, progress=_test_pause(pause_at))
         elif console.quiet:
-            result = generate(request)
+            result = run(request)
         else:
             with progress_bar(console) as bar:
-                result = generate(request, progress=bar)
+                result = run(request, progress=bar)
         summarise(console, result, time.perf_counter() - started)
-        if result.complete and fmt in ("datalake", "batch"):
+        if result.complete and fmt == "batch":
             from generator.cli.export import export_formats
 
-            export_formats(out, fmt, snapshots=snapshots, workers=workers, console=console)
+            export_formats(out, fmt, workers=workers, console=console)
         if as_json:
             print(_json(result, time.perf_counter() - started))
 
@@ -157,11 +171,18 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", min=1, max=64),
     ) -> None:
         """Join shards written with --shard into one dataset (when they were made apart)."""
+        from generator.datalake.generate import finish_datalake, is_datalake_run
         from generator.dataset.writer import merge_parts
         from generator.profile import load_profile, resolve_profile
 
         console = Console(stderr=True)
         started = time.perf_counter()
+        lake_only = not (out / ".parts").exists() and (out / "datalake").is_dir()
+        if is_datalake_run(out) or lake_only:
+            # Data lake shards wrote their parts in place: only the manifest is left to sum.
+            result = finish_datalake(out, load_profile(resolve_profile(profile)))
+            summarise(console, result, time.perf_counter() - started)
+            return
         with progress_bar(console) as bar:
             result = merge_parts(
                 load_profile(resolve_profile(profile)), out, workers, bar, tune_process=True

@@ -20,9 +20,14 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Check every invariant of a dataset and its manifest; exit 1 with a report if any fail."""
+        from generator.dataset.reader import EVENT_FILES
         from generator.dataset.validate import validate_dataset
 
         console = Console(stderr=True)
+        lake_dir = directory / "datalake"
+        if lake_dir.is_dir() and not any((directory / n).is_file() for n in EVENT_FILES):
+            _validate_lake(console, directory, as_json, quiet)
+            return
         report = validate_dataset(directory)
         if (directory / "datalake").is_dir():
             from generator.datalake.check import check_datalake
@@ -56,4 +61,44 @@ def register(app: typer.Typer) -> None:
         for kind, count in report.problems.most_common():
             table.add_row(kind, f"{count:,}", "\n".join(report.examples[kind]))
         console.print(table)
+        raise typer.Exit(1)
+
+
+def _validate_lake(console: Console, directory: Path, as_json: bool, quiet: bool) -> None:
+    """A dataset written as the data lake alone (`generate --format datalake`): its files, parts
+    and row counts, and the answer key recomputed by the README's SQL from the newest folder."""
+    import orjson
+
+    from generator.datalake.check import check_answer_key, check_datalake
+    from generator.dataset.reader import DatasetError
+
+    path = directory / "manifest.json"
+    try:
+        manifest = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: missing (not a finished dataset)") from None
+    except orjson.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    lake = directory / "datalake"
+    problems = check_datalake(lake, manifest)
+    if not problems:
+        newest = sorted(p for p in lake.iterdir() if p.is_dir())[-1]
+        problems = check_answer_key(newest, manifest)
+    if as_json:
+        doc = {
+            "ok": not problems,
+            "events": manifest.get("events", 0),
+            "problems": {"datalake": len(problems)} if problems else {},
+            "examples": {"datalake": problems[:5]} if problems else {},
+        }
+        print(orjson.dumps(doc).decode())
+    elif not quiet:
+        for problem in problems:
+            console.print(f"[red]data lake:[/] {problem}", highlight=False, markup=False)
+        if not problems:
+            console.print(
+                f"[green]valid[/]: data lake of {manifest.get('events', 0):,} events; files, "
+                "parts and row counts agree, and its SQL gives the manifest's answer key"
+            )
+    if problems:
         raise typer.Exit(1)

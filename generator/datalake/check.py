@@ -1,8 +1,10 @@
-"""Checking a data lake export against what its parts recorded and the dataset's manifest."""
+"""Checking a data lake export against what its parts recorded and the dataset's manifest, and
+running the README's SQL (`queries.sql`) over a snapshot folder."""
 
 from __future__ import annotations
 
 from collections import Counter
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pyarrow.parquet as pq
 
 from generator.datalake.columns import SCHEMAS
 
-__all__ = ["check_datalake"]
+__all__ = ["check_answer_key", "check_datalake", "queries_text", "run_queries"]
 
 
 def _rows(folder: Path, entity: str, name: str, problems: list[str]) -> int:
@@ -62,3 +64,44 @@ def check_datalake(lake: Path, manifest: dict[str, Any]) -> list[str]:
                 f"{folder}: {counts['events']} events, the manifest says {manifest.get('events')}"
             )
     return problems
+
+
+def queries_text() -> str:
+    """The SQL the README shows: views over a folder (`{lake}`), then named queries."""
+    return (resources.files("generator.datalake") / "queries.sql").read_text()
+
+
+def run_queries(folder: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """The README's SQL run in DuckDB as a reader would: the views, then each named query."""
+    import duckdb
+
+    text = queries_text().replace("{lake}", str(folder))
+    views, *named = text.split("-- name: ")
+    con = duckdb.connect()
+    try:
+        for statement in views.split(";"):
+            if statement.strip():
+                con.execute(statement)
+        return {
+            query.split("\n", 1)[0].strip(): con.execute(query.split("\n", 1)[1]).fetchall()
+            for query in named
+        }
+    finally:
+        con.close()
+
+
+def check_answer_key(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """Problems found when the README's SQL recomputes the answer key from the folder."""
+    expected = sorted(
+        (friendly, v["name"], v["exposures"], v["exposedGuests"], v["convertedGuests"])
+        for friendly, flow in manifest.get("flows", {}).items()
+        for v in flow["variants"]
+    )
+    got = sorted(run_queries(folder)["answer_key"])
+    if got == expected:
+        return []
+    return [
+        f"{folder}: the SQL answer key {row} differs from the manifest's {want}"
+        for row, want in zip(got, expected, strict=False)
+        if row != want
+    ] or [f"{folder}: the SQL answer key has {len(got)} rows, the manifest {len(expected)}"]

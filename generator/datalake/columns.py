@@ -32,6 +32,7 @@ __all__ = [
     "order_ref",
     "order_row",
     "session_row",
+    "writer_options",
 ]
 
 TS = pa.timestamp("ms", tz="UTC")
@@ -181,6 +182,20 @@ SCHEMAS: dict[str, pa.Schema] = {
     "order_items": ORDER_ITEMS,
     "experience_definitions": EXPERIENCE_DEFINITIONS,
 }
+
+
+def writer_options(entity: str) -> dict[str, Any]:
+    """How every Parquet file of an entity is written (by both paths): zstd, which compresses
+    the repeated refs better than dictionaries would, and cheaper to write; min/max statistics
+    on the time columns only, which is what readers prune row groups by."""
+    return {
+        "compression": "zstd",
+        "use_dictionary": False,
+        "write_statistics": [
+            n for n, t in zip(SCHEMAS[entity].names, SCHEMAS[entity].types, strict=True) if t == TS
+        ],
+    }
+
 
 # Orders get a ref of their own, apart from the reference id the events carry (as in CDP, where
 # the reference id is the client's and meta_ref the tenant's).

@@ -16,7 +16,6 @@ guests, so any shard or worker can write any part on its own and the files are t
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import os
 from collections.abc import Callable
@@ -30,17 +29,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from generator.datalake import columns as C
+from generator.datalake import folders
 from generator.dataset.entities import Entities, Order, SessionEntity, StoredEvent
 from generator.dataset.reader import open_dataset
-from generator.errors import CdpsimError
 from generator.events.stored import parse_iso_ms
 
-__all__ = ["EVENTS_PER_PART", "ExportResult", "export_datalake", "part_of", "snapshot_dates"]
+__all__ = ["EVENTS_PER_PART", "ExportResult", "export_datalake", "part_of"]
 
 EVENTS_PER_PART = 2_000_000  # a part is one pass over the events: big parts, few passes
 ROW_GROUP = 16 * 1024  # rows per row group
 BATCH = 1024  # rows held as Python dicts before they become a compact Arrow batch
-DAY_MS = 86_400_000
 
 
 @dataclass
@@ -56,37 +54,13 @@ def part_of(guest_ref: str, parts: int) -> int:
     return int(guest_ref[:8], 16) % parts
 
 
-def _day(ms: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).date()
-
-
-def _midnight_ms(day: dt.date) -> int:
-    return parse_iso_ms(f"{day.isoformat()}T00:00:00.000Z")
-
-
-def snapshot_dates(manifest: dict[str, Any], first_ms: int | None, snapshots: str) -> list[str]:
-    """The folders to write: the day after the last event (`last`), or one per day (`daily`)
-    from the day after the first event to that one."""
-    start = parse_iso_ms(manifest["start"])
-    last_text = manifest.get("lastEventAt")
-    try:
-        last = parse_iso_ms(last_text) if last_text else start
-    except ValueError:
-        last = parse_iso_ms(manifest["end"]) - 1
-    final = _day(last) + dt.timedelta(days=1)
-    if snapshots == "last":
-        return [final.isoformat()]
-    first = _day(first_ms if first_ms is not None else start) + dt.timedelta(days=1)
-    days = (final - first).days
-    return [(first + dt.timedelta(days=i)).isoformat() for i in range(days + 1)]
-
-
 class _Table:
     """One Parquet file written a row group at a time; in place only once it is closed."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, path: Path, entity: str) -> None:
         self.path = path
-        self.schema = schema
+        self.entity = entity
+        self.schema = C.SCHEMAS[entity]
         self.held: list[dict[str, Any]] = []
         self.batches: list[pa.RecordBatch] = []
         self.batched = 0
@@ -119,9 +93,8 @@ class _Table:
             self.writer = pq.ParquetWriter(
                 self.path.with_suffix(".partial"),
                 self.schema,
-                compression="zstd",
                 # No per-run metadata: the same rows make the same bytes.
-                write_statistics=True,
+                **C.writer_options(self.entity),
             )
         if n:
             table = pa.Table.from_batches(self.batches, schema=self.schema).combine_chunks()
@@ -154,7 +127,7 @@ class _Folder:
             where = self.root / entity
             if day is not None:
                 where = where / f"meta_created_at_date={day}"
-            t = self.tables[key] = _Table(where / self.name, C.SCHEMAS[entity])
+            t = self.tables[key] = _Table(where / self.name, entity)
         return t
 
     def close(self) -> dict[str, int]:
@@ -170,7 +143,7 @@ def _write_part(directory: Path, out: Path, folder: str, part: int, parts: int) 
     """Everything of one part's guests in one snapshot folder."""
     dataset = open_dataset(directory)
     manifest = dataset.manifest()
-    cutoff = _midnight_ms(dt.date.fromisoformat(folder))
+    cutoff = folders.midnight_ms(folder)
     keep: Callable[[str], bool] | None = None
     if parts > 1:
         keep = lambda ref: part_of(ref, parts) == part  # noqa: E731
@@ -181,10 +154,10 @@ def _write_part(directory: Path, out: Path, folder: str, part: int, parts: int) 
     days: dict[int, str] = {}
 
     def day_of(ms: int) -> str:
-        d = ms // DAY_MS
+        d = ms // folders.DAY_MS
         text = days.get(d)
         if text is None:
-            text = days[d] = _day(ms).isoformat()
+            text = days[d] = folders.day_of(ms).isoformat()
         return text
 
     current: list[_Table] = []
@@ -230,13 +203,6 @@ def _write_part(directory: Path, out: Path, folder: str, part: int, parts: int) 
     return rows
 
 
-def _first_event_ms(directory: Path) -> int | None:
-    for _, raw in open_dataset(directory).raw_events():
-        at = raw.index(b'"createdAt":"') + 13
-        return parse_iso_ms(raw[at : at + 24].decode())
-    return None
-
-
 def export_datalake(
     directory: Path,
     out: Path | None = None,
@@ -248,17 +214,22 @@ def export_datalake(
 ) -> ExportResult:
     """Write the data lake export of the dataset in `directory` (into DIR/datalake by default):
     this shard's parts of every snapshot folder."""
-    if snapshots not in ("last", "daily"):
-        raise CdpsimError(f"--snapshots {snapshots!r}: use last or daily", 2)
     dataset = open_dataset(directory)
     manifest = dataset.manifest()
     out = out if out is not None else directory / "datalake"
     if parts is None:
         parts = max(1, math.ceil(int(manifest.get("events", 0)) / EVENTS_PER_PART))
-    folders = snapshot_dates(manifest, _first_event_ms(directory), snapshots)
+    last_text = manifest.get("lastEventAt")
+    dates = folders.snapshot_dates(
+        parse_iso_ms(manifest["start"]),
+        parse_iso_ms(manifest["end"]),
+        parse_iso_ms(last_text) if last_text else None,
+        manifest.get("requestedEvents") is not None,
+        snapshots,
+    )
     i, n = shard
     mine = [k for k in range(parts) if k % n == i - 1]
-    jobs = [(directory, out, f, k, parts) for f in folders for k in mine]
+    jobs = [(directory, out, f, k, parts) for f in dates for k in mine]
     results: list[dict[str, int]]
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
@@ -267,7 +238,7 @@ def export_datalake(
         results = [_write_part(*job) for job in jobs]
     newest: dict[str, int] = {}
     for job, rows in zip(jobs, results, strict=True):
-        if job[2] == folders[-1]:
+        if job[2] == dates[-1]:
             for entity, count in rows.items():
                 newest[entity] = newest.get(entity, 0) + count
-    return ExportResult(out, folders, mine, newest)
+    return ExportResult(out, dates, mine, newest)

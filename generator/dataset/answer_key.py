@@ -21,6 +21,7 @@ __all__ = [
     "PAIR_DTYPE",
     "AnswerTags",
     "VariantOutcome",
+    "at_or_before",
     "count_pairs",
     "exposed_pairs",
     "outcomes",
@@ -157,14 +158,14 @@ def count_pairs(
     converted = np.zeros(shape, dtype=np.int64)
     for batch in batches:
         for total, prefix in ((exposed, "first"), (converted, "conv")):
-            kept = _at_or_before(
+            kept = at_or_before(
                 batch[f"{prefix}_ms"], batch[f"{prefix}_hi"], batch[f"{prefix}_lo"], last
             )
             np.add.at(total, (batch["flow"][kept], batch["variant"][kept]), 1)
     return exposed, converted
 
 
-def _at_or_before(
+def at_or_before(
     ms: np.ndarray, hi: np.ndarray, lo: np.ndarray, last: tuple[int, int, int]
 ) -> np.ndarray:
     """Positions (ms, hi, lo) that sort at or before `last`."""

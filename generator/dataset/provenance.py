@@ -34,7 +34,7 @@ class Provenance:
     events: int | None  # the size asked for (None: not given)
     days: float | None
     guests: int | None
-    output: str  # jsonl or jsonl.gz
+    output: str  # jsonl, jsonl.gz, or datalake-last / datalake-daily
 
     @classmethod
     def of_run(
@@ -47,6 +47,7 @@ class Provenance:
         days: float | None,
         guests: int | None,
         gzip: bool,
+        output: str | None = None,
     ) -> Provenance:
         return cls(
             PARTS_FORMAT,
@@ -59,7 +60,7 @@ class Provenance:
             events,
             days,
             guests,
-            "jsonl.gz" if gzip else "jsonl",
+            output or ("jsonl.gz" if gzip else "jsonl"),
         )
 
     def to_json(self) -> dict[str, Any]:

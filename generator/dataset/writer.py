@@ -54,7 +54,15 @@ from generator.events.types import EventType
 from generator.lifecycle import die_with_parent
 from generator.profile import Profile
 
-__all__ = ["GenerateRequest", "GenerateResult", "Progress", "generate", "merge_parts"]
+__all__ = [
+    "DATASET_FILES",
+    "GenerateRequest",
+    "GenerateResult",
+    "Progress",
+    "cut_buckets",
+    "generate",
+    "merge_parts",
+]
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 DATASET_FILES = ("events.jsonl", "events.jsonl.gz", "guests.jsonl", "manifest.json")
@@ -263,7 +271,7 @@ def merge_parts(
         )
     plan = Plan.from_json(metas[0]["plan"])
     bucket_counts = [sum(m["buckets"][k] for m in metas) for k in range(plan.buckets)]
-    keep, warnings = _cut(plan, bucket_counts)
+    keep, warnings = cut_buckets(plan, bucket_counts)
     jobs = [(profile, plan, out, k, keep[k]) for k in range(len(keep))]
     partial = _partial(out, plan)
     name = partial.name.removesuffix(".partial")
@@ -348,7 +356,7 @@ def _batches(paths: list[Path], dtype: np.dtype, size: int = 1 << 16) -> Iterato
                 yield batch
 
 
-def _cut(plan: Plan, bucket_counts: list[int]) -> tuple[list[int | None], list[str]]:
+def cut_buckets(plan: Plan, bucket_counts: list[int]) -> tuple[list[int | None], list[str]]:
     """How many events of each bucket to keep (None: all) so the dataset holds plan.events."""
     keep: list[int | None] = [None] * plan.buckets
     if plan.events is None:
