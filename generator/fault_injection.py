@@ -9,9 +9,11 @@ duplicates are the `dup` and `dup-changed` faults, and the expected rejections t
 
 from __future__ import annotations
 
+import gzip
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -20,6 +22,7 @@ import orjson
 from generator.events.stored import iso_ms, parse_iso_ms
 
 __all__ = [
+    "DIRTY_DIR",
     "FAULTS_FILE",
     "FAULT_HEADER",
     "KINDS",
@@ -28,10 +31,13 @@ __all__ = [
     "Fault",
     "FaultInjector",
     "FaultMix",
+    "StreamFaults",
     "parse_labels",
     "render_label",
     "spoil_line",
     "spoil_object",
+    "spoil_wire",
+    "write_dirty_copy",
 ]
 
 # Each kind's share is per clean event.
@@ -147,6 +153,8 @@ class FaultInjector(Generic[T]):
     faults: list[Fault] = field(default_factory=list)
     _held: deque[_Held[T]] = field(default_factory=deque)
     _swapped: dict[Hashable, Delivery[T]] = field(default_factory=dict)
+    _copies: dict[int, list[str]] = field(default_factory=dict)  # id(original) -> copy kinds
+    _swap_until: dict[Hashable, int] = field(default_factory=dict)
     _malformed: int = 0
 
     def __post_init__(self) -> None:
@@ -155,21 +163,23 @@ class FaultInjector(Generic[T]):
     def push(self, item: T, group: Hashable, ref: str) -> list[Delivery[T]]:
         out: list[Delivery[T]] = []
         dup, changed, late, swap, malformed = self.rng.random(len(KINDS)) < self._shares
-        clean = Delivery(item, ref)
+        swap = swap and not late and group not in self._swapped
+        first = Delivery(item, ref, "late" if late else "out-of-order" if swap else None)
+        # Copies follow their original, whenever that goes out.
+        copies = [kind for kind, drawn in (("dup", dup), ("dup-changed", changed)) if drawn]
+        if copies:
+            self._copies[id(first)] = copies
         if late:
-            self._held.append(_Held(self.delivered + self.late_after, Delivery(item, ref, "late")))
-        elif swap and group not in self._swapped:
+            self._held.append(_Held(self.delivered + self.late_after, first))
+        elif swap:
             # Out of order: this one goes out after the guest's next event.
-            self._swapped[group] = Delivery(item, ref, "out-of-order")
+            self._swapped[group] = first
+            self._swap_until[group] = self.delivered + self.late_after
         else:
-            self._deliver(clean, out)
-        if group in self._swapped and self._swapped[group].item is not item:
+            self._deliver(first, out)
+        if group in self._swapped and self._swapped[group] is not first:
+            self._swap_until.pop(group, None)
             self._deliver(self._swapped.pop(group), out)
-        for kind, drawn in (("dup", dup), ("dup-changed", changed)):
-            if drawn:
-                # After the original, within a few deliveries (a resend, a replayed batch).
-                wait = int(self.rng.integers(0, self.dup_within + 1))
-                self._held.append(_Held(self.delivered + wait, Delivery(item, ref, kind)))
         if malformed:
             detail = MALFORMED[self._malformed % len(MALFORMED)]
             self._malformed += 1
@@ -182,6 +192,7 @@ class FaultInjector(Generic[T]):
         for delivery in list(self._swapped.values()):
             self._deliver(delivery, out)
         self._swapped.clear()
+        self._swap_until.clear()
         while self._held:
             self._deliver(self._held.popleft().delivery, out)
         return out
@@ -191,8 +202,22 @@ class FaultInjector(Generic[T]):
         out.append(delivery)
         if delivery.kind is not None:
             self.faults.append(Fault(delivery.kind, delivery.ref, self.delivered, delivery.detail))
+        for kind in self._copies.pop(id(delivery), ()):
+            # A resend or a replayed batch: within a few deliveries of the original.
+            wait = int(self.rng.integers(0, self.dup_within + 1))
+            copy = Delivery(delivery.item, delivery.ref, kind)
+            self._held.append(_Held(self.delivered + wait, copy))
 
     def _release(self, out: list[Delivery[T]]) -> None:
+        # A guest whose next event is long in coming: its held one goes out in its place,
+        # clean (a reader with a bounded window must not wait on it for ever).
+        for group, until in list(self._swap_until.items()):
+            if until <= self.delivered:
+                del self._swap_until[group]
+                waiting = self._swapped.pop(group)
+                clean = Delivery(waiting.item, waiting.ref)
+                self._copies[id(clean)] = self._copies.pop(id(waiting), [])
+                self._deliver(clean, out)
         # Held items are few and nearly in due order; a pass over them is cheap.
         if not self._held:
             return
@@ -266,3 +291,123 @@ def parse_labels(value: str | bytes | None) -> dict[int, str]:
         if line.isdigit() and kind in KINDS:
             labels[int(line)] = kind
     return labels
+
+
+DIRTY_DIR = "dirty"
+
+
+def write_dirty_copy(directory: Path, mix: FaultMix, seed: int) -> tuple[Path, Path, int]:
+    """Beside a dataset's clean `events.jsonl[.gz]`: `dirty/events.jsonl` (the same events with
+    the faults injected; out of order means within a browser, so within its guest) and
+    `dirty/faults.jsonl` (each fault's kind, ref and line in the dirty file). The clean files
+    are not touched. Returns both paths and the number of faults."""
+    clean = directory / "events.jsonl"
+    if not clean.is_file():
+        clean = directory / "events.jsonl.gz"
+    out_dir = directory / DIRTY_DIR
+    out_dir.mkdir(exist_ok=True)
+    events_path, faults_path = out_dir / "events.jsonl", out_dir / FAULTS_FILE
+    injector: FaultInjector[bytes] = FaultInjector(mix, np.random.default_rng([seed, 0xFA17]))
+    count = 0
+    opener = gzip.open if clean.suffix == ".gz" else open
+    with (
+        opener(clean, "rb") as source,
+        open(events_path, "wb") as events,
+        open(faults_path, "wb") as faults,
+    ):
+
+        def emit(deliveries: list[Delivery[bytes]]) -> None:
+            nonlocal count
+            for d in deliveries:
+                events.write((spoil_line(d.item, d.kind, d.detail) if d.kind else d.item) + b"\n")
+            for fault in injector.take_faults():
+                faults.write(fault.to_json() + b"\n")
+                count += 1
+
+        for raw in source:
+            line = raw.rstrip(b"\n")
+            if not line:
+                continue
+            event = orjson.loads(line)
+            emit(injector.push(line, event.get("browserRef"), str(event.get("ref", ""))))
+        emit(injector.drain())
+    return events_path, faults_path, count
+
+
+def spoil_wire(body: dict[str, Any], detail: str) -> bytes:
+    """A Stream API request body (browser event or callFlows) made malformed, as bytes."""
+    if detail in ("truncated", "not-json", "not-an-object", "bad-utf8"):
+        spoiled = spoil_object(body, "malformed", detail)
+        return spoiled if isinstance(spoiled, bytes) else orjson.dumps(spoiled)
+    broken = dict(body)
+    if detail == "missing-ref":  # no browser to file it under
+        broken.pop("browser_id", None)
+        broken.pop("browserId", None)
+    elif detail == "bad-created-at":  # no type the API accepts
+        broken["type"] = "" if "type" in broken else None
+        broken.pop("friendlyId", None)
+    else:  # foreign-client-key
+        for key in ("client_key", "clientKey"):
+            if key in broken:
+                broken[key] = "not-this-tenants-client-key-000"
+    return orjson.dumps(broken)
+
+
+class StreamFaults(Generic[T]):
+    """Fault injection for a sender that keeps each guest's order itself (`cdpsim replay`):
+    `reorder` gives its steps late and out of order; `copies(ref)` the duplicates and
+    malformed copies to send after a step; every fault is appended to `log` (faults.jsonl)."""
+
+    def __init__(self, mix: FaultMix, seed: int, log: Path) -> None:
+        reorder_only = FaultMix(
+            tuple((k, v) for k, v in mix.shares if k in ("late", "out-of-order"))
+        )
+        self.mix = mix
+        self._rng = np.random.default_rng([seed, 0x5EED])
+        self._order: FaultInjector[T] | None = (
+            FaultInjector(reorder_only, np.random.default_rng([seed, 0x0D3D]))
+            if reorder_only.shares
+            else None
+        )
+        self._copy_shares = np.array([mix.share(k) for k in ("dup", "dup-changed", "malformed")])
+        self._malformed = 0
+        self._sent = 0
+        self._log = log
+        self.counts: dict[str, int] = {}
+
+    def reorder(
+        self, steps: Iterable[T], group: Callable[[T], Hashable], ref: Callable[[T], str]
+    ) -> Iterator[T]:
+        if self._order is None:
+            yield from steps
+            return
+        for step in steps:
+            for delivery in self._order.push(step, group(step), ref(step)):
+                yield delivery.item
+            self._write(self._order.take_faults())
+        for delivery in self._order.drain():
+            yield delivery.item
+        self._write(self._order.take_faults())
+
+    def copies(self, ref: str) -> list[tuple[str, str]]:
+        """(kind, detail) of each copy to send after the step with this ref; logged."""
+        drawn = self._rng.random(3) < self._copy_shares
+        out = []
+        for kind, hit in zip(("dup", "dup-changed", "malformed"), drawn, strict=True):
+            if hit:
+                detail = ""
+                if kind == "malformed":
+                    detail = MALFORMED[self._malformed % len(MALFORMED)]
+                    self._malformed += 1
+                out.append((kind, detail))
+        self._sent += 1
+        self._write([Fault(kind, ref, self._sent, detail) for kind, detail in out])
+        return out
+
+    def _write(self, faults: list[Fault]) -> None:
+        if not faults:
+            return
+        for fault in faults:
+            self.counts[fault.kind] = self.counts.get(fault.kind, 0) + 1
+        with open(self._log, "ab") as log:
+            log.write(b"".join(f.to_json() + b"\n" for f in faults))

@@ -185,44 +185,60 @@ class ArrivingGuests(_StationUser):
         plan = self.state.plan
         assert plan.arrivals is not None
         self.rate = plan.arrivals / max(1, plan.workers)
-        self.started = self.due = time.time()
+        self.started = self.due = time.time()  # `due`: the next arrival not yet counted
+        self.waiting = 0
+        self.closed = False
 
     def wait_time(self) -> float:
         return _MIN_WAIT
 
     def on_stop(self) -> None:
-        # The end of the run: guests in the middle of a request are cut (and counted so).
+        # The end of the run: arrivals that came due but could not start are late starts
+        # too; guests in the middle of a request are cut (and counted so).
+        if not self.closed:
+            self.closed = True
+            counters = self.state.counters
+            counters.late_starts += self.waiting
+            self.waiting = 0
+            now = time.time()
+            while (rate := self._rate_at(self.due)) is not None and self.due <= now:
+                counters.guests_due += 1
+                counters.late_starts += 1
+                self.due += 1 / rate if rate > 0 else _TICK_S
         self.live.kill(block=True, timeout=self.state.plan.timeout)
+
+    def _rate_at(self, due: float) -> float | None:
+        level = level_at(self.state.spec, due - self.started)
+        return None if level is None else self.rate * level
 
     @task
     def dispatch(self) -> None:
-        state, counters = self.state, self.state.counters
-        due = self.due
+        counters = self.state.counters
         while self._state != LOCUST_STATE_STOPPING:
-            level = level_at(state.spec, due - self.started)
-            if level is None:
+            due = self.due
+            rate = self._rate_at(due)
+            if rate is None:
                 gevent.sleep(_TICK_S)  # the run is over; the shape stops the users
                 continue
             now = time.time()
             if due > now:
                 gevent.sleep(min(due - now, _TICK_S))
                 continue
-            rate = self.rate * level
+            self.due = due + (1 / rate if rate > 0 else _TICK_S)
             if rate <= 0:
-                due += _TICK_S
                 continue
             counters.guests_due += 1
+            self.waiting = 1  # due, not yet started
             while self.live.full() and self._state != LOCUST_STATE_STOPPING:
                 self.live.wait_available(timeout=_TICK_S)
             if self._state == LOCUST_STATE_STOPPING:
                 break
             journey = _next_journey(self.guests)
+            self.waiting = 0
             if time.time() - due > LATE_START_S:
                 counters.late_starts += 1
             self.live.spawn(self._live, journey, due)
             counters.peak_guests = max(counters.peak_guests, len(self.live))
-            due += 1 / rate
-            self.due = due
         self.on_stop()
 
     def _live(self, journey: Journey, due: float) -> None:
