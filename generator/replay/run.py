@@ -13,10 +13,12 @@ from pathlib import Path
 import gevent
 import gevent.event
 import gevent.queue
+import orjson
 
 from generator.endpoint import Endpoint, parse_endpoint
 from generator.errors import CdpsimError
 from generator.events.wire import WireRequest
+from generator.fault_injection import FAULT_HEADER, FaultMix, StreamFaults, spoil_wire
 from generator.redaction import mask_key
 from generator.replay.checkpoint import Checkpoint, CheckpointError, default_state_path
 from generator.replay.pacing import RateLimit, Timeline
@@ -45,6 +47,10 @@ class ReplayOptions:
     checkpoint_interval: float = 0.5
     window: int = 8192  # lines read ahead of the oldest unfinished one
     grace: float = 3.0  # seconds in-flight requests get to finish after SIGINT
+    # Labelled dirty traffic (--faults): listed in `faults_log` (faults.jsonl).
+    faults: FaultMix | None = None
+    faults_log: Path | None = None
+    faults_seed: int = 0
 
 
 @dataclass
@@ -162,6 +168,10 @@ class _Run:
         self.crash: Exception | None = None  # a bug, re-raised once the checkpoint is saved
         self.requests = 0
         self.dirty = False
+        self.faults: StreamFaults[ReplayStep] | None = None
+        if options.faults is not None:
+            log = options.faults_log or state.with_name(state.name + ".faults.jsonl")
+            self.faults = StreamFaults(options.faults, options.faults_seed, log)
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -221,7 +231,10 @@ class _Run:
     def _read(self) -> None:
         ckpt = self.ckpt
         try:
-            for n, step in enumerate(self.plan.steps(after=ckpt.watermark, validate=False)):
+            steps = self.plan.steps(after=ckpt.watermark, validate=False)
+            if self.faults is not None:
+                steps = self.faults.reorder(steps, lambda s: s.guest, lambda s: s.ref)
+            for n, step in enumerate(steps):
                 if ckpt.is_done(step.seq):
                     continue
                 # Bounded read-ahead keeps memory flat and the checkpoint's `done` set small.
@@ -287,13 +300,32 @@ class _Run:
             if browser_id is None:
                 ckpt.tally.fail(seq=step.seq, ref=step.ref, kind=step.type, reason=str(failed))
                 return
-        answer = self._send(self.plan.request(step, browser_id), step.ref, step.ref, repeat)
+        request = self.plan.request(step, browser_id)
+        answer = self._send(request, step.ref, step.ref, repeat)
         if answer.outcome is Outcome.ACKNOWLEDGED:
             ckpt.tally.ack(step.type)
             if step.type == "TRACKING" and _outside_allocation(answer):
                 ckpt.tally.flow_runs_not_recorded += 1
         else:
             ckpt.tally.fail(seq=step.seq, ref=step.ref, kind=step.type, reason=answer.reason)
+        if self.faults is not None:
+            self._send_fault_copies(step, request)
+
+    def _send_fault_copies(self, step: ReplayStep, request: WireRequest) -> None:
+        """--faults: duplicates (same idempotency key) and malformed copies, labelled, sent
+        once each and outside the tally: the target's answer to them is not the run's."""
+        assert self.faults is not None
+        for kind, detail in self.faults.copies(step.ref):
+            headers = {FAULT_HEADER: f"1:{kind}"}
+            body = request.body or {}
+            raw = None
+            key = step.ref
+            if kind == "dup-changed":
+                raw = orjson.dumps({**body, "cdpsim_changed": True})
+            elif kind == "malformed":
+                raw, key = spoil_wire(body, detail), f"{step.ref}:malformed"
+            self.requests += 1
+            self.sender.send(request, key, extra_headers=headers, raw_body=raw)
 
     def _create_browser(self, step: ReplayStep, repeat: bool) -> tuple[str | None, str | None]:
         answer = self._send(
