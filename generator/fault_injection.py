@@ -26,6 +26,7 @@ __all__ = [
     "FAULTS_FILE",
     "FAULT_HEADER",
     "KINDS",
+    "LATE_AFTER",
     "MALFORMED",
     "Delivery",
     "Fault",
@@ -59,6 +60,9 @@ FAULTS_FILE = "faults.jsonl"
 # A late event goes out after this many later deliveries; a duplicate within DUP_WITHIN.
 LATE_AFTER = 500
 DUP_WITHIN = 16
+
+# Replay reads 8,192 lines ahead of its oldest unfinished one: a held event must go out sooner.
+REPLAY_SWAP = 2_048
 
 T = TypeVar("T")
 
@@ -149,6 +153,10 @@ class FaultInjector(Generic[T]):
     rng: np.random.Generator
     late_after: int = LATE_AFTER
     dup_within: int = DUP_WITHIN
+    # An out-of-order event waits this many deliveries at most for its guest's next event (a
+    # reader with a bounded window must not wait for ever), then goes out clean in its place;
+    # None: until the end. The last event of a guest is never out of order.
+    swap_within: int | None = LATE_AFTER
     delivered: int = 0
     faults: list[Fault] = field(default_factory=list)
     _held: deque[_Held[T]] = field(default_factory=deque)
@@ -174,7 +182,8 @@ class FaultInjector(Generic[T]):
         elif swap:
             # Out of order: this one goes out after the guest's next event.
             self._swapped[group] = first
-            self._swap_until[group] = self.delivered + self.late_after
+            if self.swap_within is not None:
+                self._swap_until[group] = self.delivered + self.swap_within
         else:
             self._deliver(first, out)
         if group in self._swapped and self._swapped[group] is not first:
@@ -189,8 +198,11 @@ class FaultInjector(Generic[T]):
 
     def drain(self) -> list[Delivery[T]]:
         out: list[Delivery[T]] = []
-        for delivery in list(self._swapped.values()):
-            self._deliver(delivery, out)
+        for waiting in list(self._swapped.values()):
+            # No next event came for its guest: in its place after all, clean.
+            clean = Delivery(waiting.item, waiting.ref)
+            self._copies[id(clean)] = self._copies.pop(id(waiting), [])
+            self._deliver(clean, out)
         self._swapped.clear()
         self._swap_until.clear()
         while self._held:
@@ -307,7 +319,9 @@ def write_dirty_copy(directory: Path, mix: FaultMix, seed: int) -> tuple[Path, P
     out_dir = directory / DIRTY_DIR
     out_dir.mkdir(exist_ok=True)
     events_path, faults_path = out_dir / "events.jsonl", out_dir / FAULTS_FILE
-    injector: FaultInjector[bytes] = FaultInjector(mix, np.random.default_rng([seed, 0xFA17]))
+    injector: FaultInjector[bytes] = FaultInjector(
+        mix, np.random.default_rng([seed, 0xFA17]), swap_within=None
+    )
     count = 0
     opener = gzip.open if clean.suffix == ".gz" else open
     with (
@@ -365,7 +379,9 @@ class StreamFaults(Generic[T]):
         self.mix = mix
         self._rng = np.random.default_rng([seed, 0x5EED])
         self._order: FaultInjector[T] | None = (
-            FaultInjector(reorder_only, np.random.default_rng([seed, 0x0D3D]))
+            FaultInjector(
+                reorder_only, np.random.default_rng([seed, 0x0D3D]), swap_within=REPLAY_SWAP
+            )
             if reorder_only.shares
             else None
         )

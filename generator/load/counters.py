@@ -14,7 +14,14 @@ from typing import Any
 import orjson
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["Counters", "IntervalCounters", "merge_counters", "read_counters", "series_interval"]
+__all__ = [
+    "Counters",
+    "IntervalCounters",
+    "connection_failure",
+    "merge_counters",
+    "read_counters",
+    "series_interval",
+]
 
 # 1 us to 1 hour at 3 significant digits: exact enough for a sub-millisecond p99. The series'
 # histograms keep 2 digits (a tenth of the memory), which is plenty for a chart.
@@ -50,6 +57,17 @@ def series_interval(asked: float | None, run_time: float) -> float:
     if asked is not None:
         return asked
     return max(1.0, float(-(-int(run_time) // 600)))
+
+
+def connection_failure(error: BaseException | None) -> str:
+    """What became of a request that got no HTTP answer, named (not "status 0")."""
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ConnectionResetError | BrokenPipeError):
+        return "connection reset"
+    if isinstance(error, TimeoutError) or "timeout" in type(error).__name__.lower():
+        return "timeout"
+    return "connection error"
 
 
 def _histogram(digits: int = _DIGITS) -> HdrHistogram:

@@ -17,7 +17,12 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from generator.load.counters import Counters, merge_counters, series_interval
+from generator.load.counters import (
+    Counters,
+    connection_failure,
+    merge_counters,
+    series_interval,
+)
 from generator.load.guest_cache import GuestCache
 from generator.load.guest_simulator import GuestSimulator, codec_for
 from generator.load.journeys import Journey
@@ -295,17 +300,6 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         state.counters.write(state.plan.run_dir, role)
     except OSError as exc:
         print(f"cdpsim: cannot write the counters to {state.plan.run_dir}: {exc}", file=sys.stderr)
-
-
-def connection_failure(error: BaseException | None) -> str:
-    """What became of a request that got no HTTP answer, named (not "status 0")."""
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, ConnectionResetError | BrokenPipeError):
-        return "connection reset"
-    if isinstance(error, TimeoutError) or "timeout" in type(error).__name__.lower():
-        return "timeout"
-    return "connection error"
 
 
 def _error_text(exception: BaseException, status: int) -> str:

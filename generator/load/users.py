@@ -26,6 +26,7 @@ from locust.user.task import LOCUST_STATE_STOPPING
 from generator.events.wire import LIBRARY_VERSION
 from generator.fault_injection import (
     FAULT_HEADER,
+    Fault,
     FaultInjector,
     render_label,
     spoil_line,
@@ -311,7 +312,7 @@ class IngestClient(_StationUser):
         state = self.state
         self.guests = state.lines.sequence(self.serial)
         self.guest_count = 0
-        self.buffer: list[tuple[bytes, str | None]] = []
+        self.buffer: list[tuple[bytes, Fault | None]] = []
         self.batch = state.batch_size
         rate = state.plan.rate
         self.interval = 0.0
@@ -335,7 +336,7 @@ class IngestClient(_StationUser):
     def wait_time(self) -> float:
         return max(_MIN_WAIT, self.due - time.monotonic()) if self.interval else _MIN_WAIT
 
-    def _parcel(self) -> list[tuple[bytes, str | None]]:
+    def _parcel(self) -> list[tuple[bytes, Fault | None]]:
         while len(self.buffer) < self.batch:
             lines = next(self.guests)
             self.guest_count += 1
@@ -343,10 +344,13 @@ class IngestClient(_StationUser):
                 self.buffer.extend((line, None) for line in lines)
                 continue
             for line in lines:
-                ref = _ref_of(line)
-                for d in self.injector.push(line, self.guest_count, ref):
-                    body = spoil_line(d.item, d.kind, d.detail) if d.kind else d.item
-                    self.buffer.append((body, d.kind))
+                deliveries = self.injector.push(line, self.guest_count, _ref_of(line))
+                faults = iter(self.injector.take_faults())  # one per delivery with a kind
+                for d in deliveries:
+                    if d.kind is None:
+                        self.buffer.append((d.item, None))
+                    else:
+                        self.buffer.append((spoil_line(d.item, d.kind, d.detail), next(faults)))
         parcel, self.buffer = self.buffer[: self.batch], self.buffer[self.batch :]
         return parcel
 
@@ -363,7 +367,8 @@ class IngestClient(_StationUser):
     def _post(self) -> None:
         parcel = self._parcel()
         counters = self.state.counters
-        labels = [(i, kind) for i, (_, kind) in enumerate(parcel, start=1) if kind is not None]
+        faults = [(i, f) for i, (_, f) in enumerate(parcel, start=1) if f is not None]
+        labels = [(i, f.kind) for i, f in faults]
         extras = {i for i, kind in labels if kind in ("dup", "dup-changed", "malformed")}
         clean = len(parcel) - len(extras)
         counters.events_sent += clean
@@ -373,7 +378,7 @@ class IngestClient(_StationUser):
             headers = {**headers, FAULT_HEADER: render_label(labels)}
             for _, kind in labels:
                 counters.faults_sent[kind] += 1
-            self._record_faults()
+            self._record_faults([f for _, f in faults])
         context = {"due": _epoch(self.due)} if self.interval else {}
         path = self.state.plan.ingest_path
         with (
@@ -398,17 +403,15 @@ class IngestClient(_StationUser):
                 counters.scheduled += missed
                 self.due += missed * self.interval
 
-    def _record_faults(self) -> None:
-        assert self.injector is not None
-        faults = self.injector.take_faults()
-        run_dir = self.state.plan.run_dir
-        if faults and run_dir is not None:
+    def _record_faults(self, faults: list[Fault]) -> None:
+        """The parcel's faults, as sent, into this process's faults file."""
+        if self.state.plan.run_dir is not None:
             self.state.fault_log.write(
                 b"".join(f.to_json(stream=self.stream) + b"\n" for f in faults)
             )
 
     def _count(
-        self, response: Any, parcel: list[tuple[bytes, str | None]], labels: list[tuple[int, str]]
+        self, response: Any, parcel: list[tuple[bytes, Fault | None]], labels: list[tuple[int, str]]
     ) -> None:
         malformed = {i for i, kind in labels if kind == "malformed"}
         copies = sum(1 for _, kind in labels if kind in ("dup", "dup-changed"))
