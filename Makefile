@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m "not slow"
+
+# The longer end-to-end runs (@pytest.mark.slow), left out of `make test`.
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -m slow
 
 bench: $(STAMP)
 	$(PY) bench/run.py
