@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import signal
@@ -146,6 +147,12 @@ class ProcessState:
 
 def install() -> None:
     """Hook the load plan's options and the counters into Locust; call once from a locustfile."""
+    # A Locust process is ours (started by `cdpsim load`, or `locust -f` on purpose): tuned
+    # here like the generator's workers. Thousands of guests in flight allocate many small
+    # objects that live for a request; the cyclic collector's default pace would scan them
+    # all every few hundred requests.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     events.init_command_line_parser.add_listener(add_arguments)
     events.init.add_listener(_on_init)
     events.quitting.add_listener(_on_quitting)
