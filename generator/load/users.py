@@ -6,6 +6,7 @@ between tasks, and `wait_time` is the think time (or the open model's pause) bef
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -476,6 +477,9 @@ class ProfileShape(LoadTestShape):
 
     abstract = True
     _started = False
+    # The web UI shows its user count and spawn rate (filled in from the flags) and the shape
+    # takes them as its peak; headless, the plan's numbers stand.
+    use_common_options = True
 
     def tick(self) -> tuple[int, float] | None:
         if not self._started:
@@ -506,7 +510,19 @@ class ProfileShape(LoadTestShape):
                 return None
             wanted: tuple[int, float] | None = plan.workers, float(plan.workers)
         else:
-            wanted = users_at(state.spec, elapsed)
+            spec = state.spec
+            options = environment.parsed_options
+            if (
+                options is not None
+                and not getattr(options, "headless", True)
+                and getattr(options, "num_users", None)
+            ):
+                spec = dataclasses.replace(
+                    spec,
+                    users=int(options.num_users),
+                    spawn_rate=float(options.spawn_rate or spec.spawn_rate),
+                )
+            wanted = users_at(spec, elapsed)
             if wanted is not None and plan.rate:
                 # A fixed rate holds from the first second: every sender starts at once.
                 wanted = wanted[0], max(wanted[1], float(state.spec.peak_users))
