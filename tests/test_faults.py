@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
+from conftest import make_dataset
 from rich.console import Console
 
 from generator.events.checker import StoredEventChecker
@@ -24,6 +27,7 @@ from generator.fault_injection import (
     write_dirty_copy,
 )
 from generator.load.loadtest import LoadTest
+from generator.server.process import EmbeddedServer
 
 SMOKE = Path(__file__).resolve().parents[1] / "profiles" / "smoke.yaml"
 SHARE = 0.02
@@ -140,3 +144,34 @@ def test_ingest_faults_are_counted_apart_and_reconcile_exactly(tmp_path: Path) -
     assert rec["unexpected_rejections"] == 0 and rec["duplicated"] == 0 and rec["lost"] == 0
     assert rec["acknowledged"] <= rec["stored"] <= rec["acknowledged"] + rec["cut_at_stop"]
     assert summary["failures"] == 0 and summary["verdict"] == "held"
+
+
+@pytest.mark.slow
+def test_replay_faults_are_labelled_and_the_server_keeps_the_clean_events(
+    tmp_path: Path,
+) -> None:
+    dataset = make_dataset(tmp_path / "ds", "smoke", events=1500)
+    state = tmp_path / "state.json"
+    mix = ",".join(f"{k}=0.03" for k in KINDS)
+    with EmbeddedServer(profile_path=SMOKE) as server:
+        args = [str(dataset), "--target", server.url, "--state", str(state), "--faults", mix]
+        proc = subprocess.run(
+            [sys.executable, "-m", "generator.cli", "replay", *args, "--no-progress"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        stats = server.stats()
+    assert proc.returncode == 0, proc.stderr
+    report = orjson.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["acknowledged"] >= 1500 and report["failedPermanently"] == 0
+    faults = [
+        orjson.loads(x)
+        for x in state.with_name("state.json.faults.jsonl").read_bytes().splitlines()
+    ]
+    kinds = Counter(f["kind"] for f in faults)
+    assert set(kinds) == set(KINDS)
+    assert stats["total"] == 1500  # every clean event stored once, whatever came with it
+    assert stats["faults"]["expectedDuplicates"] == kinds["dup"] + kinds["dup-changed"]
+    assert stats["faults"]["expectedRejections"] == kinds["malformed"]
+    assert stats["duplicates"] == stats["faults"]["expectedDuplicates"]

@@ -78,6 +78,7 @@ class ProcessState:
         self.simulators: list[GuestSimulator] = []
         self.first_user_at: float | None = None  # monotonic time its first user started
         self._fault_log: BinaryIO | None = None
+        self._no_fault_log = False
         self.ready_workers: set[int] = set()
         self._making = Semaphore()
 
@@ -130,11 +131,16 @@ class ProcessState:
         )
 
     @property
-    def fault_log(self) -> BinaryIO:
-        """This process's list of injected faults (`faults-PID.jsonl` in the run directory)."""
-        if self._fault_log is None:
-            assert self.plan.run_dir is not None
-            self._fault_log = open(self.plan.run_dir / f"faults-{os.getpid()}.jsonl", "ab")  # noqa: SIM115
+    def fault_log(self) -> BinaryIO | None:
+        """This process's list of injected faults (`faults-PID.jsonl` in the run directory);
+        None on a worker on another machine, which has no such directory (its counts still
+        reach the master)."""
+        if self._fault_log is None and not self._no_fault_log:
+            run_dir = self.plan.run_dir
+            if run_dir is None or not run_dir.is_dir():
+                self._no_fault_log = True
+                return None
+            self._fault_log = open(run_dir / f"faults-{os.getpid()}.jsonl", "ab")  # noqa: SIM115
         return self._fault_log
 
     def close(self) -> None:

@@ -406,10 +406,9 @@ class IngestClient(_StationUser):
 
     def _record_faults(self, faults: list[Fault]) -> None:
         """The parcel's faults, as sent, into this process's faults file."""
-        if self.state.plan.run_dir is not None:
-            self.state.fault_log.write(
-                b"".join(f.to_json(stream=self.stream) + b"\n" for f in faults)
-            )
+        log = self.state.fault_log
+        if log is not None:
+            log.write(b"".join(f.to_json(stream=self.stream) + b"\n" for f in faults))
 
     def _count(
         self, response: Any, parcel: list[tuple[bytes, Fault | None]], labels: list[tuple[int, str]]
