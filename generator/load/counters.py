@@ -46,6 +46,7 @@ _SCALARS = (
     "peak_guests",
     "fault_rejections",
     "fault_duplicates",
+    "due_requests",
     "first_ms",
     "last_ms",
     "interval_s",
@@ -86,10 +87,15 @@ class IntervalCounters:
     failures: int = 0
     latency_us: HdrHistogram = field(default_factory=lambda: _histogram(_SERIES_DIGITS))
     intended_us: HdrHistogram = field(default_factory=lambda: _histogram(_SERIES_DIGITS))
+    due_requests: int = 0
+
+    def intended(self) -> HdrHistogram:
+        return self.intended_us if self.due_requests else self.latency_us
 
     def add(self, other: IntervalCounters) -> None:
         self.requests += other.requests
         self.failures += other.failures
+        self.due_requests += other.due_requests
         self.latency_us.add(other.latency_us)
         self.intended_us.add(other.intended_us)
 
@@ -98,14 +104,16 @@ class IntervalCounters:
             self.requests,
             self.failures,
             self.latency_us.encode().decode("ascii"),
-            self.intended_us.encode().decode("ascii"),
+            self.intended_us.encode().decode("ascii") if self.due_requests else "",
+            self.due_requests,
         ]
 
     @classmethod
     def from_list(cls, data: list[Any]) -> IntervalCounters:
-        slot = cls(int(data[0]), int(data[1]))
+        slot = cls(int(data[0]), int(data[1]), due_requests=int(data[4]))
         if slot.requests:
             slot.latency_us = HdrHistogram.decode(data[2].encode("ascii"))
+        if slot.due_requests:
             slot.intended_us = HdrHistogram.decode(data[3].encode("ascii"))
         return slot
 
@@ -142,6 +150,13 @@ class Counters:
     intended_us: HdrHistogram = field(default_factory=_histogram)
     interval_s: float = 1.0
     series: dict[int, IntervalCounters] = field(default_factory=dict)
+    # Requests that had a due time. A run's requests all have one (open model, --rate) or none
+    # (closed model: each is due when sent), so the intended histograms are kept only for the
+    # former, and `intended()` stands in the plain ones for the latter (half the records).
+    due_requests: int = 0
+
+    def intended(self) -> HdrHistogram:
+        return self.intended_us if self.due_requests else self.latency_us
 
     def record(
         self,
@@ -163,10 +178,12 @@ class Counters:
             if len(self.errors) < _MAX_ERRORS or error in self.errors:
                 self.errors[error] += 1
         latency = _us(response_time_ms)
-        waited_ms = 0.0 if intended_s is None else max(0.0, (start_s - intended_s) * 1000)
-        intended = _us(response_time_ms + waited_ms)
         self.latency_us.record_value(latency)
-        self.intended_us.record_value(intended)
+        intended = 0
+        if intended_s is not None:
+            self.due_requests += 1
+            intended = _us(response_time_ms + max(0.0, (start_s - intended_s) * 1000))
+            self.intended_us.record_value(intended)
         slot_key = int(start_s // self.interval_s)
         slot = self.series.get(slot_key)
         if slot is None:
@@ -175,7 +192,9 @@ class Counters:
         if error is not None:
             slot.failures += 1
         slot.latency_us.record_value(latency)
-        slot.intended_us.record_value(intended)
+        if intended:
+            slot.due_requests += 1
+            slot.intended_us.record_value(intended)
         start_ms = start_s * 1000
         if not self.first_ms or start_ms < self.first_ms:
             self.first_ms = start_ms
@@ -206,7 +225,7 @@ class Counters:
         for name in ("status_codes", "errors", "connection_failures", "faults_sent"):
             data[name] = dict(getattr(self, name))
         data["latency_us"] = self.latency_us.encode().decode("ascii")
-        data["intended_us"] = self.intended_us.encode().decode("ascii")
+        data["intended_us"] = self.intended_us.encode().decode("ascii") if self.due_requests else ""
         data["series"] = {str(k): v.to_list() for k, v in self.series.items()}
         return orjson.dumps(data)
 
@@ -224,8 +243,8 @@ class Counters:
                 setattr(counters, name, value)
         if counters.requests:
             counters.latency_us = HdrHistogram.decode(latency.encode("ascii"))
-            if intended:
-                counters.intended_us = HdrHistogram.decode(intended.encode("ascii"))
+        if counters.due_requests and intended:
+            counters.intended_us = HdrHistogram.decode(intended.encode("ascii"))
         counters.series = {int(k): IntervalCounters.from_list(v) for k, v in series.items()}
         return counters
 

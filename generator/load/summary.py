@@ -123,7 +123,7 @@ def latency_series(counters: Counters) -> list[dict[str, Any]]:
             "requests": slot.requests,
             "failures": slot.failures,
         }
-        for name, hist in (("", slot.latency_us), ("intended_", slot.intended_us)):
+        for name, hist in (("", slot.latency_us), ("intended_", slot.intended())):
             for p, value in _percentiles_ms(hist, slot.requests).items():
                 if p != "mean":
                     row[f"{name}{p}_ms"] = value
@@ -158,7 +158,7 @@ def build_summary(
     duration = max(0.0, (counters.last_ms - counters.first_ms) / 1000)
     per_s = (lambda n: round(n / duration, 1)) if duration > 0 else (lambda n: 0.0)
     latency = _latency_ms(counters)
-    intended = _percentiles_ms(counters.intended_us, counters.requests)
+    intended = _percentiles_ms(counters.intended(), counters.requests)
     fail_ratio = counters.failures / counters.requests if counters.requests else 0.0
     late_ratio = counters.late_starts / counters.guests_due if counters.guests_due else 0.0
     codes = dict(sorted(counters.status_codes.items()))

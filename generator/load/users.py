@@ -204,8 +204,9 @@ class ArrivingGuests(_StationUser):
             self.waiting = 0
             now = time.time()
             while (rate := self._rate_at(self.due)) is not None and self.due <= now:
-                counters.guests_due += 1
-                counters.late_starts += 1
+                if rate > 0:
+                    counters.guests_due += 1
+                    counters.late_starts += 1
                 self.due += 1 / rate if rate > 0 else _TICK_S
         self.live.kill(block=True, timeout=self.state.plan.timeout)
 
