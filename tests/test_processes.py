@@ -188,6 +188,7 @@ def test_signalled_load_says_interrupted_and_writes_its_report(
     assert not list((tmp_path / "tmp").iterdir()), "temp dirs were left behind"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_a_signal_during_warm_up_ends_the_run_cleanly_with_its_reports(tmp_path: Path) -> None:
     # As soon as Locust runs, while its first block of guests is still being made (or its
