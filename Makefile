@@ -30,7 +30,11 @@ lint: $(STAMP)
 
 # `make test` deselects tests marked slow (pyproject's addopts); `make test-slow` runs only them.
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m "not slow"
+
+# The longer end-to-end runs (@pytest.mark.slow), left out of `make test`.
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -m slow
 
 test-slow: $(STAMP)
 	$(VENV)/bin/pytest -m slow

@@ -20,7 +20,7 @@ from generator.load.counters import Counters, merge_counters
 from generator.load.guest_cache import GuestCache
 from generator.load.guest_simulator import codec_for, simulate_packed
 from generator.load.journeys import JourneyCompiler, JourneyStepKind
-from generator.load.plan import parse_duration
+from generator.load.options import parse_duration
 from generator.load.shapes import ShapeSpec, users_at
 from generator.load.summary import Slo, build_summary, reconcile
 from generator.profile import load_profile
@@ -41,7 +41,7 @@ _TICKS = """
 import argparse, json, random, sys
 from types import SimpleNamespace
 from locust.env import Environment
-from generator.load.plan import add_arguments
+from generator.load.options import add_arguments
 from generator.load.users import ProfileShape
 
 class Clocked(ProfileShape):
@@ -239,6 +239,9 @@ def test_reconciliation_and_verdicts() -> None:
         "stored": 9,
         "lost": 0,
         "duplicated": 0,
+        "expected_duplicates": 0,
+        "expected_rejections": 0,
+        "unexpected_rejections": 0,
     }
     lost = reconcile(counters, {"total": 7, "duplicates": 0})
     assert lost["lost"] == 2

@@ -14,7 +14,6 @@ from rich.console import Console
 from generator.cli import main
 from generator.endpoint import free_port
 from generator.load.loadtest import LoadTest
-from generator.load.summary import Slo
 
 SMOKE = Path(__file__).resolve().parents[1] / "profiles" / "smoke.yaml"
 MULTI = SMOKE.with_name("multi-region.yaml")
@@ -57,7 +56,8 @@ def test_journeys_two_worker_processes_merge_their_tallies() -> None:
         users=6,
         processes=2,
         think_time_scale=0.0,
-        slo=Slo(max_fail_ratio=0.0, max_p95_ms=10_000),
+        max_fail_ratio=0.0,
+        max_p95_ms=10_000,
     )
     summary = test.run(QUIET)
     assert summary["counter_sets"] == 2  # one per worker: both sent, both were merged
@@ -92,7 +92,6 @@ def test_injected_failures_breach_the_slo_and_nothing_is_lost() -> None:
         scenario="ingest",
         run_time=3,
         users=3,
-        slo=Slo(max_fail_ratio=0.01),
         # A throttle far under what 3 users send even on a busy machine, so 429s always come.
         server_args=("--fail-rate", "0.2", "--throttle-rps", "30"),
     )

@@ -141,12 +141,21 @@ def test_sigkill_of_generate_leaves_no_worker(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    ("sig", "processes"),
+    [
+        (signal.SIGTERM, "1"),
+        (signal.SIGINT, "1"),
+        pytest.param(signal.SIGTERM, "2", marks=pytest.mark.slow),
+        pytest.param(signal.SIGINT, "2", marks=pytest.mark.slow),
+    ],
+    ids=["SIGTERM", "SIGINT", "SIGTERM-2-processes", "SIGINT-2-processes"],
+)
 def test_signalled_load_says_interrupted_and_writes_its_report(
-    tmp_path: Path, sig: signal.Signals
+    tmp_path: Path, sig: signal.Signals, processes: str
 ) -> None:
     report = tmp_path / "report"
-    proc = _load(tmp_path, "--report", str(report))
+    proc = _load(tmp_path, "--report", str(report), "--processes", processes)
     family: list[psutil.Process] = []
     try:
         _wait_for_tree(proc, _LOAD_CHILDREN, timeout=60)
@@ -177,3 +186,32 @@ def test_signalled_load_says_interrupted_and_writes_its_report(
     assert (report / "locust_stats.csv").is_file()
     assert not alive, f"left running: {alive}"
     assert not list((tmp_path / "tmp").iterdir()), "temp dirs were left behind"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_a_signal_during_warm_up_ends_the_run_cleanly_with_its_reports(tmp_path: Path) -> None:
+    # As soon as Locust runs, while its first block of guests is still being made (or its
+    # locustfile still imported): no traceback, exit 130, the reports written.
+    report = tmp_path / "report"
+    proc = _load(tmp_path, "--report", str(report))
+    family: list[psutil.Process] = []
+    try:
+        _wait_for_tree(proc, ["locust"], timeout=60)
+        family = _tree(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        alive = _left_alive(family + _tree(proc.pid))
+        _reap(family)
+    text = err.decode(errors="replace")
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text
+    summary = orjson.loads((report / "summary.json").read_bytes())
+    assert summary["interrupted"] is True and summary["verdict"] == "interrupted"
+    assert (report / "locust.html").is_file()
+    assert "Traceback" not in (report / "locust.log").read_text()
+    assert not alive, f"left running: {alive}"

@@ -100,6 +100,15 @@ def register(app: typer.Typer) -> None:
         ),
         shard: str = typer.Option("1/1", "--shard", help="Write only shard I of N (I/N)."),
         workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
+        faults: str | None = typer.Option(
+            None,
+            "--faults",
+            metavar="KIND=SHARE,...",
+            help="Also write DIR/dirty/events.jsonl, the events with labelled faults "
+            "(dup, dup-changed, late, out-of-order, malformed; e.g. dup=0.01,late=0.005), "
+            "and DIR/dirty/faults.jsonl listing each (kind, ref, line). The clean dataset "
+            "is unchanged.",
+        ),
         as_json: bool = typer.Option(False, "--json", help="One JSON line on stdout at the end."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     ) -> None:
@@ -116,6 +125,17 @@ def register(app: typer.Typer) -> None:
             raise CdpsimError(f"--format {fmt!r}: use jsonl, jsonl.gz, datalake or batch", 2)
         if events is not None and days is not None:
             raise CdpsimError("give --events or --days, not both", 2)
+        mix = None
+        if faults is not None and fmt == "datalake":
+            # The dirty copy is made from events.jsonl, which a data lake run does not write.
+            raise CdpsimError("--faults needs JSON lines: --format jsonl, jsonl.gz or batch", 2)
+        if faults is not None:
+            from generator.fault_injection import FaultMix
+
+            try:
+                mix = FaultMix.parse(faults)
+            except ValueError as exc:
+                raise CdpsimError(f"--faults {exc}", 2) from None
         prof = load_profile(resolve_profile(profile))
         request = GenerateRequest(
             profile=prof,
@@ -153,6 +173,13 @@ def register(app: typer.Typer) -> None:
             with progress_bar(console) as bar:
                 result = run(request, progress=bar)
         summarise(console, result, time.perf_counter() - started)
+        if result.complete and mix is not None:
+            from generator.fault_injection import write_dirty_copy
+
+            dirty, listed, count = write_dirty_copy(
+                out, mix, seed if seed is not None else prof.seed
+            )
+            console.print(f"wrote {count:,} labelled faults: {dirty} (listed in {listed})")
         if result.complete and fmt == "batch":
             from generator.cli.export import export_formats
 

@@ -73,6 +73,13 @@ def register(app: typer.Typer) -> None:
         api_token: str | None = typer.Option(
             None, "--api-token", envvar="CDPSIM_API_TOKEN", help="--via batch: the API token."
         ),
+        faults: str | None = typer.Option(
+            None,
+            "--faults",
+            metavar="KIND=SHARE,...",
+            help="Labelled dirty traffic (dup, dup-changed, late, out-of-order, malformed), "
+            "e.g. dup=0.01,late=0.005; each fault is listed in STATE.faults.jsonl.",
+        ),
     ) -> None:
         """Replay a dataset into a Stream API endpoint: paced, resumable, exactly once.
 
@@ -90,7 +97,16 @@ def register(app: typer.Typer) -> None:
         from generator.replay.retry import RetryPolicy
         from generator.replay.run import ReplayOptions, replay
 
+        mix = None
+        if faults is not None:
+            from generator.fault_injection import FaultMix
+
+            try:
+                mix = FaultMix.parse(faults)
+            except ValueError as exc:
+                raise CdpsimError(f"--faults {exc}", code=2) from None
         options = ReplayOptions(
+            faults=mix,
             dataset=dataset,
             target=target,
             state=state,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -102,6 +103,9 @@ class GuestSimulator:
 def main(argv: list[str]) -> int:
     """The helper: reads `seed block` lines, answers each with a length-prefixed pickle."""
     path, name, scale, max_think = argv
+    # A terminal's Ctrl-C reaches the whole process group: the helper ends with its Locust
+    # process (stdin closed, or the parent gone), never on its own mid-block.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(os, "nice"):
         # Work a block ahead at low priority: the target and the users that time it come first,
         # and the block is wanted only when half the current one is used.

@@ -14,7 +14,7 @@ from pathlib import Path
 from generator.endpoint import free_port
 from generator.errors import CdpsimError
 from generator.lifecycle import popen_child
-from generator.load.plan import READY_WAIT_S, LoadPlan
+from generator.load.options import READY_WAIT_S, LoadOptions
 from generator.redaction import redact
 
 __all__ = ["LocustProcesses", "SwarmOutcome", "locustfile_for"]
@@ -61,12 +61,15 @@ class LocustProcesses:
 
     locustfile: Path
     host: str
-    plan: LoadPlan
+    plan: LoadOptions
     processes: int = 1
     run_time: float = 60.0
     report_dir: Path | None = None
     web: bool = False
     web_port: int = 8089
+    # --web: the user count and spawn rate the UI's form starts with (the flags' or profile's).
+    web_users: int = 1
+    web_spawn_rate: float = 1.0
     log_dir: Path = Path(".")
     remote_workers: int = 0  # workers on other machines, started by hand, that the master awaits
     master_port: int = 5557
@@ -88,6 +91,7 @@ class LocustProcesses:
         lead = [*base]
         if self.web:
             lead += ["--web-host", "127.0.0.1", "--web-port", str(self.web_port)]
+            lead += ["--users", str(self.web_users), "--spawn-rate", f"{self.web_spawn_rate:g}"]
         else:
             # The shape ends the run; --run-time is only a backstop.
             backstop = self.run_time + 10 + (READY_WAIT_S if self.processes > 1 else 0)
@@ -127,7 +131,13 @@ class LocustProcesses:
             with open(log, "wb") as out:
                 procs.append(
                     popen_child(
-                        command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+                        command,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        # SIGINT ignored until the locustfile installs its own handler: a
+                        # Ctrl-C while Locust starts would otherwise end it with no report.
+                        preexec_fn=_ignore_sigint,
                     )
                 )
         try:
@@ -140,17 +150,39 @@ class LocustProcesses:
                 _wait(proc, time.monotonic() + _GRACE_S)
         except KeyboardInterrupt:
             # Ctrl+C: let every process stop and report; the caller reconciles what was sent.
+            # Sent again each second to the processes still running: one that was still
+            # starting (SIGINT ignored until its handler is in place) gets a later one.
             outcome.interrupted = True
-            for proc in procs:
-                _signal(proc, signal.SIGINT)
-            for proc in procs:
-                _wait(proc, time.monotonic() + _GRACE_S)
+            _stop_all(procs)
         finally:
             for proc in procs:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
         return outcome
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGINT each process until it ends (Locust stops, reports, exits); a second Ctrl-C
+    meanwhile does not cut the reports short. Past the grace: SIGTERM, then SIGKILL."""
+    deadline = time.monotonic() + _GRACE_S
+    while time.monotonic() < deadline:
+        try:
+            running = [p for p in procs if p.poll() is None]
+            if not running:
+                return
+            for proc in running:
+                _signal(proc, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                running[0].wait(1.0)
+        except KeyboardInterrupt:
+            continue
+    for proc in procs:
+        _wait(proc, time.monotonic())
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _wait(proc: subprocess.Popen[bytes], deadline: float | None) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from generator.profile import Profile
 
-__all__ = ["ShapeSpec", "users_at"]
+__all__ = ["ShapeSpec", "level_at", "users_at"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,13 +29,14 @@ class ShapeSpec:
         cls,
         profile: Profile,
         *,
+        shape: str | None = None,
         users: int | None = None,
         spawn_rate: float | None = None,
         run_time: float | None = None,
     ) -> ShapeSpec:
         load = profile.load
         return cls(
-            shape=load.shape,
+            shape=shape if shape is not None else load.shape,
             users=users if users is not None else load.users,
             spawn_rate=spawn_rate if spawn_rate is not None else load.spawn_rate,
             run_time=run_time if run_time is not None else load.run_time_seconds,
@@ -73,6 +74,24 @@ def users_at(spec: ShapeSpec, elapsed: float) -> tuple[int, float] | None:
     if spec.shape == "diurnal":
         return max(1, round(spec.users * _curve_level(spec.daily_curve, fraction))), spec.spawn_rate
     return spec.users, spec.spawn_rate
+
+
+def level_at(spec: ShapeSpec, elapsed: float) -> float | None:
+    """The shape's height `elapsed` seconds in, as a share of its peak (0 to 1), or None once
+    the run is over: what the open model scales its arrival rate by."""
+    if elapsed < 0 or elapsed >= spec.run_time:
+        return None
+    fraction = elapsed / spec.run_time
+    peak = spec.peak_users
+    if spec.shape == "step":
+        step = min(int(fraction * spec.steps), spec.steps - 1)
+        return (step + 1) / spec.steps * spec.users / peak
+    if spec.shape == "spike":
+        spiking = spec.spike_at <= fraction < spec.spike_at + spec.spike_length
+        return (spec.spike_users if spiking else spec.users) / peak
+    if spec.shape == "diurnal":
+        return _curve_level(spec.daily_curve, fraction)
+    return 1.0
 
 
 def _curve_level(curve: tuple[float, ...], fraction: float) -> float:

@@ -1,13 +1,17 @@
 """Locust scenario: guests living the model's journeys against a Stream API (`cdpsim load`)."""
 
 from generator.load.process_state import install
-from generator.load.users import JourneyGuest, ProfileShape
+from generator.load.users import ArrivingGuests, JourneyGuest, ProfileShape
 
 install()
 
 
 class Guest(JourneyGuest):
     """Browser create, the session's events in order with think times, callFlows on triggers."""
+
+
+class Arrivals(ArrivingGuests):
+    """With --arrivals (open model): starts each guest when due, each in a greenlet of its own."""
 
 
 class Shape(ProfileShape):

@@ -14,10 +14,12 @@ from pathlib import Path
 import gevent
 import gevent.event
 import gevent.queue
+import orjson
 
 from generator.endpoint import Endpoint, parse_endpoint
 from generator.errors import CdpsimError
 from generator.events.wire import WireRequest
+from generator.fault_injection import FAULT_HEADER, FaultMix, StreamFaults, spoil_wire
 from generator.redaction import mask_key
 from generator.replay.checkpoint import Checkpoint, CheckpointError, default_state_path
 from generator.replay.pacing import RateLimit, Timeline
@@ -48,6 +50,10 @@ class ReplayOptions:
     grace: float = 3.0  # seconds in-flight requests get to finish after SIGINT
     retry_failed: bool = False  # with resume: send the events that failed for good again
     sessions: str = "close"  # close | merge: how a dataset session ends at the target (SESSIONS)
+    # Labelled dirty traffic (--faults): listed in `faults_log` (faults.jsonl).
+    faults: FaultMix | None = None
+    faults_log: Path | None = None
+    faults_seed: int = 0
 
 
 # How a dataset session ends at the target. The target makes its own sessions from the traffic:
@@ -268,6 +274,10 @@ class _Run:
         self.crash: Exception | None = None  # a bug, re-raised once the checkpoint is saved
         self.requests = 0
         self.dirty = False
+        self.faults: StreamFaults[ReplayStep] | None = None
+        if options.faults is not None:
+            log = options.faults_log or state.with_name(state.name + ".faults.jsonl")
+            self.faults = StreamFaults(options.faults, options.faults_seed, log)
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -330,7 +340,10 @@ class _Run:
         ckpt = self.ckpt
         after = min(ckpt.watermark, min(self.retrying, default=ckpt.watermark + 1) - 1)
         try:
-            for n, step in enumerate(self.plan.steps(after=after, validate=False)):
+            steps = self.plan.steps(after=after, validate=False)
+            if self.faults is not None:
+                steps = self.faults.reorder(steps, lambda s: s.guest, lambda s: s.ref)
+            for n, step in enumerate(steps):
                 if ckpt.is_done(step.seq) and step.seq not in self.retrying:
                     continue
                 # Bounded read-ahead keeps memory flat and the checkpoint's `done` set small.
@@ -407,7 +420,8 @@ class _Run:
                 return
         if self.options.sessions == "close":
             self._end_previous_session(step, browser_id, repeat)
-        answer = self._send(self.plan.request(step, browser_id), step.ref, step.ref, repeat)
+        request = self.plan.request(step, browser_id)
+        answer = self._send(request, step.ref, step.ref, repeat)
         if answer.outcome is Outcome.ACKNOWLEDGED:
             ckpt.tally.ack(step.type)
             ckpt.succeed(step.seq)
@@ -417,6 +431,24 @@ class _Run:
                 self._note_session(step)
         else:
             ckpt.fail(seq=step.seq, ref=step.ref, kind=step.type, reason=answer.reason)
+        if self.faults is not None:
+            self._send_fault_copies(step, request)
+
+    def _send_fault_copies(self, step: ReplayStep, request: WireRequest) -> None:
+        """--faults: duplicates (same idempotency key) and malformed copies, labelled, sent
+        once each and outside the tally: the target's answer to them is not the run's."""
+        assert self.faults is not None
+        for kind, detail in self.faults.copies(step.ref):
+            headers = {FAULT_HEADER: f"1:{kind}"}
+            body = request.body or {}
+            raw = None
+            key = step.ref
+            if kind == "dup-changed":
+                raw = orjson.dumps({**body, "cdpsim_changed": True})
+            elif kind == "malformed":
+                raw, key = spoil_wire(body, detail), f"{step.ref}:malformed"
+            self.requests += 1
+            self.sender.send(request, key, extra_headers=headers, raw_body=raw)
 
     # -- sessions ------------------------------------------------------------------------------
 

@@ -59,11 +59,18 @@ class Sender:
             headers={"X-Library-Version": LIBRARY_VERSION},
         )
 
-    def send(self, request: WireRequest, key: str) -> Reply:
-        headers = {"X-Idempotency-Key": key}
+    def send(
+        self,
+        request: WireRequest,
+        key: str,
+        *,
+        extra_headers: dict[str, str] | None = None,
+        raw_body: bytes | None = None,
+    ) -> Reply:
+        headers = {"X-Idempotency-Key": key, **(extra_headers or {})}
         body = b""
-        if request.body is not None:
-            body = orjson.dumps(request.body)
+        if request.body is not None or raw_body is not None:
+            body = raw_body if raw_body is not None else orjson.dumps(request.body)
             headers["Content-Type"] = "application/json"
         try:
             # A hard deadline on top of the socket timeouts, which apply per read.

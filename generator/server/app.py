@@ -7,6 +7,7 @@ await on the ledger's group commit.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 from generator.events.types import EVENT_TYPE_NAMES
 from generator.events.wire import GUEST_HINT
+from generator.fault_injection import FAULT_HEADER, parse_labels
 from generator.profile import Profile
 from generator.redaction import mask_key
 from generator.server.answers import Response, error, json_answer
@@ -32,6 +34,12 @@ __all__ = ["BODY_LIMIT", "INGEST_LIMIT", "ServerConfig", "StreamApp"]
 BODY_LIMIT = 1 << 20  # 1 MiB, as the Stream API
 INGEST_LIMIT = 16 << 20  # NDJSON batches for the ingest scenario
 _IDEMPOTENCY_HEADER = b"x-idempotency-key"
+_FAULT_HEADER = FAULT_HEADER.lower().encode()
+# This request's labelled faults (line -> kind), and whether it was answered as a repeat.
+_LABELS: contextvars.ContextVar[dict[int, str] | None] = contextvars.ContextVar(
+    "labels", default=None
+)
+_REPEAT: contextvars.ContextVar[bool] = contextvars.ContextVar("repeat", default=False)
 _HEALTHY = Response(200, b'{"status":"OK"}')
 
 Scope = dict[str, Any]
@@ -185,11 +193,33 @@ class StreamApp:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         key: str | None = None
         length = -1
+        labels: dict[int, str] = {}
         for name, value in headers:
             if name == b"content-length":
                 length = int(value) if value.isdigit() else -1
             elif name == _IDEMPOTENCY_HEADER:
                 key = value.decode("latin-1")
+            elif name == _FAULT_HEADER:
+                labels = parse_labels(value)
+        if labels:
+            _LABELS.set(labels)
+            answer = await self._labelled(handler, scope, receive, path, key, length)
+            self.tenant.stats.count_labelled(labels, path, answer, _REPEAT.get())
+            return answer
+        return await self._handle(handler, scope, receive, path, key, length)
+
+    async def _labelled(self, *args: Any) -> Response:
+        return await self._handle(*args)
+
+    async def _handle(
+        self,
+        handler: Callable[..., Awaitable[Response]],
+        scope: Scope,
+        receive: Receive,
+        path: str,
+        key: str | None,
+        length: int,
+    ) -> Response:
         limit = INGEST_LIMIT if path == "/v1/ingest" else BODY_LIMIT
         if length > limit:
             return _too_large(limit)
@@ -227,11 +257,13 @@ class StreamApp:
             answer = await asyncio.shield(first)
             if answer.ok:
                 self.tenant.stats.duplicates += 1
+                _REPEAT.set(True)
                 return answer
             # The first attempt failed (nothing kept): whoever gets here first tries again.
         kept = self.ledger.answer(key)
         if kept is not None:
             self.tenant.stats.duplicates += 1
+            _REPEAT.set(True)
             return Response(kept[0], kept[1])
         mine: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._inflight[key] = mine
@@ -277,7 +309,7 @@ class StreamApp:
         return await self.tenant.call_flows(_with_key(msg, query, "clientKey"), key)
 
     async def _ingest(self, query: bytes, body: bytes, key: str | None) -> Response:
-        return await self.tenant.ingest(body, key)
+        return await self.tenant.ingest(body, key, _LABELS.get() or {})
 
     async def _stats(self, query: bytes, body: bytes, key: str | None) -> Response:
         stats = self.tenant.stats
@@ -291,6 +323,13 @@ class StreamApp:
                 "total": sum(stats.stored.values()),
                 "duplicates": stats.duplicates,
                 "rejected": dict(stats.rejected),
+                # Labelled dirty traffic (the X-Cdpsim-Faults header): what was meant to be
+                # refused or repeated, apart from the unexpected.
+                "faults": {
+                    "expectedDuplicates": stats.expected_duplicates,
+                    "expectedRejections": stats.expected_rejections,
+                    "labelled": dict(stats.labelled),
+                },
                 "dropped": dict(stats.dropped),
                 "browsers": len(self.tenant.browsers),
                 "sessions": self.tenant.sessions.opened,

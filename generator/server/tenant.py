@@ -38,6 +38,22 @@ class TenantStats:
         self.duplicates = 0
         self.rejected: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
+        self.labelled: Counter[str] = Counter()  # labelled faults received, by kind
+        self.expected_duplicates = 0  # labelled duplicates seen as repeats (also in duplicates)
+        self.expected_rejections = 0  # labelled malformed bodies refused (also in rejected)
+
+    def count_labelled(
+        self, labels: dict[int, str], path: str, answer: Response, repeat: bool
+    ) -> None:
+        """A labelled request's faults; `/v1/ingest` counts its own lines as it checks them."""
+        self.labelled.update(labels.values())
+        if path == "/v1/ingest":
+            return
+        kind = labels.get(1)
+        if kind in ("dup", "dup-changed") and repeat:
+            self.expected_duplicates += 1
+        elif kind == "malformed" and 400 <= answer.status < 500:
+            self.expected_rejections += 1
 
 
 class Tenant:
@@ -373,16 +389,24 @@ class Tenant:
         )
         return await self._commit(Job(lambda _: (200, body), [row], answer_key=key))
 
-    async def ingest(self, body: bytes, key: str | None) -> Response:
-        """`POST /v1/ingest`: stored-form events kept as they are; a known ref is a duplicate."""
+    async def ingest(
+        self, body: bytes, key: str | None, labels: dict[int, str] | None = None
+    ) -> Response:
+        """`POST /v1/ingest`: stored-form events kept as they are; a known ref is a duplicate.
+        `labels` (line -> fault kind) mark lines sent malformed or repeated on purpose."""
+        labels = labels or {}
         rows: list[EventRow] = []
+        row_lines: list[int] = []
         rejected: list[dict[str, Any]] = []
         for line, event, unreadable in ingest_lines(body):
             reason = unreadable or check_stored(event, self.client_key) or ""
             if reason:
                 rejected.append({"line": line, "reason": reason})
                 self.stats.rejected["ingest_line"] += 1
+                if labels.get(line) == "malformed":
+                    self.stats.expected_rejections += 1
                 continue
+            row_lines.append(line)
             rows.append(
                 EventRow(
                     event["ref"],
@@ -409,7 +433,10 @@ class Tenant:
         if not self.ledger.has_room(len(rows)):
             return _queue_full()
 
+        outcome: list[bool] = []
+
         def render(inserted: list[bool]) -> tuple[int, bytes]:
+            outcome[:] = inserted
             new = sum(inserted)
             return 200, orjson.dumps(
                 {
@@ -420,7 +447,12 @@ class Tenant:
                 }
             )
 
-        return await self._commit(Job(render, rows, answer_key=key))
+        answer = await self._commit(Job(render, rows, answer_key=key))
+        if answer.ok and labels:
+            for line, new in zip(row_lines, outcome, strict=False):
+                if not new and labels.get(line) in ("dup", "dup-changed"):
+                    self.stats.expected_duplicates += 1
+        return answer
 
     # --- the ledger -------------------------------------------------------------------------
 
