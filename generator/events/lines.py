@@ -434,7 +434,7 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
         + p.data[ps]
         + tail
         % (
-            p.page[x],
+            p.page[pg],
             p.item_type_upper[x],
             p.item_id[x],
             p.item_name[x],
@@ -444,10 +444,12 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
             p.currency[ps],
             o,
         )
-        for e, ps, x, c, o in zip(
+        for e, ps, x, pg, c, o in zip(
             env.tolist(),
             sel["pos"].tolist(),
             sel["item"].tolist(),
+            # A product's own page, or the cart or checkout page it was added from.
+            page_index(sel).tolist(),
             iso_bytes(sel["created"]).tolist(),
             orefs,
             strict=True,
