@@ -1,11 +1,18 @@
-"""Names every layer shares: event type codes, pay types and email domains (pages and channels
-live with the profile schema, on the same layer)."""
+"""Names every layer shares: event type codes, pay types, email domains and how events spell a
+product type (pages and channels live with the profile schema, on the same layer)."""
 
 from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["CLIENT_TYPES", "EMAIL_DOMAINS", "EVENT_TYPE_NAMES", "PAY_TYPES", "EventType"]
+__all__ = [
+    "CLIENT_TYPES",
+    "EMAIL_DOMAINS",
+    "EVENT_TYPE_NAMES",
+    "PAY_TYPES",
+    "EventType",
+    "product_type_label",
+]
 
 
 class EventType(IntEnum):
@@ -34,3 +41,10 @@ PAY_TYPES = ("Card", "PayPal", "Voucher", "Other")
 # Reserved for documentation (RFC 2606): no generated person can receive mail. The model draws
 # an index into this tuple.
 EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
+
+
+def product_type_label(catalog_type: str) -> str:
+    """A catalog product type (lower_snake_case in the profile) as events spell it (ADD
+    `product.type`, as CDP's product types are upper case), and so as the manifest's
+    `goalProductType` spells it: one spelling, so that joins on it are literal."""
+    return catalog_type.upper()
