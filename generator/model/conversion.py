@@ -66,6 +66,8 @@ _REVISIT_MS = 10 * 60_000
 _AFTER_EXPOSURE_MS = 2_500
 _BEFORE_LIMIT_MS = 1_000
 _GUARD_MS = 2_000
+# How many of a browser's sessions a search for free time looks past.
+_FREE_TRIES = 6
 _NORMAL = NormalDist()
 
 
@@ -133,7 +135,7 @@ def _truncated_lognormal(
 ) -> np.ndarray:
     """exp(N(mu, sigma)) conditioned on [lo, hi], by inverting the CDF at u (one draw each)."""
     out = np.clip(np.exp(mu), lo, hi)
-    if sigma <= 0 or len(u) == 0:
+    if sigma < 1e-9 or len(u) == 0:  # no spread: the median, cut to the range
         return out
     za = (np.log(np.maximum(lo, 1.0)) - mu) / sigma
     zb = (np.log(np.maximum(hi, 1.0)) - mu) / sigma
@@ -559,26 +561,35 @@ class _Book:
         self, b: np.ndarray, start: np.ndarray, span: np.ndarray, timeout: np.ndarray
     ) -> np.ndarray:
         """The first time at or after `start` at which browser b can hold a session of this
-        span (no overlap with its sessions, timeouts included), or _NO."""
+        span (no overlap with its sessions, timeouts included), found by jumping past the
+        sessions in the way a few times; _NO if still none."""
         order, key = self.by_browser, self.browser_key
-        pos = np.searchsorted(key, self._browser_key(b, start), side="right")
-        prev = order[np.maximum(pos - 1, 0)]
-        has_prev = (pos > 0) & (self.browser[prev] == b)
-        at = np.where(
-            has_prev, np.maximum(start, self.end[prev] + self.timeout[prev] + _GUARD_MS), start
-        )
-        nxt = order[np.minimum(pos, len(order) - 1)]
-        has_next = (pos < len(order)) & (self.browser[nxt] == b)
-        clear = ~has_next | (at + span + timeout + _GUARD_MS <= self.start[nxt])
-        if self.n > self.base_sessions:
-            # Sessions added so far: any overlap on the same browser rules this time out.
-            added = slice(self.base_sessions, self.n)
-            same = b[:, None] == self.browser[None, added]
-            overlap = (self.start[None, added] < (at + span + timeout + _GUARD_MS)[:, None]) & (
-                at[:, None] < self.end[None, added] + self.timeout[None, added] + _GUARD_MS
-            )
-            clear &= ~(same & overlap).any(axis=1)
-        return np.where(clear, at, _NO)
+        last = len(order) - 1
+        added = slice(self.base_sessions, self.n)
+        at = start.copy()
+        free = np.zeros(len(b), dtype=bool)
+        for _ in range(_FREE_TRIES):
+            # Whatever opens before this session would be over (with its timeout) and is
+            # not over itself when it opens is in the way; jump past the latest such one.
+            until = at + span + timeout + _GUARD_MS
+            pos = np.searchsorted(key, self._browser_key(b, until), side="left") - 1
+            s = order[np.clip(pos, 0, last)]
+            clear_at = self.end[s] + self.timeout[s] + _GUARD_MS
+            blocked = (pos >= 0) & (self.browser[s] == b) & (clear_at > at)
+            need = np.where(blocked, clear_at, at)
+            if self.n > self.base_sessions:
+                over = self.end[added] + self.timeout[added] + _GUARD_MS
+                in_way = (
+                    (b[:, None] == self.browser[None, added])
+                    & (self.start[None, added] < until[:, None])
+                    & (at[:, None] < over[None, :])
+                )
+                need = np.maximum(need, np.where(in_way, over[None, :], 0).max(axis=1))
+            free |= need == at
+            if free.all():
+                break
+            at = np.where(free, at, need)
+        return np.where(free, at, _NO)
 
     def _grow(self, k: int) -> None:
         """Room for k more sessions (their columns are set by the caller)."""
