@@ -46,8 +46,10 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     (packages,) = (venv / "lib").glob("python3*/site-packages")
     (packages / "cdpsim_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     _run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
-        + ["install", "-q", "--no-deps", str(wheel)],
+        [
+            *(sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")),
+            *("install", "-q", "--no-deps", str(wheel)),
+        ],
         cwd=tmp_path,
     )
     # No symlink and no checkout path: the package data is real files inside site-packages.
