@@ -29,7 +29,7 @@ GOLDEN = {
     "multi-region": {
         "events.jsonl": "5bdd9105e135b12602b01595646030f8621f094edfd3e666a3bd1a17b8db6849",
         "guests.jsonl": "51a3f2e9bd7713ce3bccafc616b7fd0aeba9a036d0fb90d759fb8fb4997d3042",
-        "manifest.json": "e3595232439c9c5cb7ffb69b6996f2e70992db637625caaef9506bbf38c37997",
+        "manifest.json": "0c73f1fc2f804d61ceed9b7676d5199898aa85b0147ca2c3c572d391df912bd0",
     },
 }
 EVENTS = 3000
