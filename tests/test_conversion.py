@@ -331,3 +331,29 @@ def test_goal_join_is_literal(multi_dataset: Path) -> None:
             types.add(e["arbitraryData"]["product"]["type"])
     goals = {f["goalProductType"] for f in manifest["flows"].values()}
     assert goals <= types, (goals, types)
+
+
+def test_later_purchases_follow_the_lag_shape(tmp_path: Path) -> None:
+    """With a week's window and a lag well inside it, later-session orders come at the
+    configured lognormal: its median and its spread (quartile ratio e^(2 * 0.674 * sigma))."""
+    data = _example(guests=3_000, days=10)
+    data["flows"] = [
+        {
+            "friendlyId": "lagged",
+            "triggerPages": ["home"],
+            "goalProductType": "speakers",
+            "attributionHours": 168,
+            "sameSessionConversion": 0.3,
+            "conversionLagHours": {"median": 6, "sigma": 0.5},
+            "variants": [{"name": "default", "weight": 1.0, "conversionRate": 0.3}],
+        }
+    ]
+    profile = parse_profile(data, source="lag")
+    out = make_dataset(tmp_path / "d", profile)
+    got = measure(out)
+    check_rates(profile, got, orjson.loads((out / "manifest.json").read_bytes()))
+    lags = sorted(lag for lag in got.variants[("lagged", "default")].lags_ms if lag > 3_600_000)
+    assert len(lags) > 300
+    q1, q2, q3 = (lags[len(lags) * k // 4] / 3_600_000 for k in (1, 2, 3))
+    assert 6 * 0.85 <= q2 <= 6 * 1.15, (q1, q2, q3)
+    assert 1.6 <= q3 / q1 <= 2.4, (q1, q2, q3)
