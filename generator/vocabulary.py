@@ -1,5 +1,5 @@
-"""Names every layer shares: event type codes, pay types and email domains (pages and channels
-live with the profile schema, on the same layer)."""
+"""Names every layer shares: event type codes, pay types, email domains and how events spell a
+product type (pages and channels live with the profile schema, on the same layer)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ __all__ = [
     "PAY_TYPES",
     "EventType",
     "is_custom_type",
+    "product_type_label",
 ]
 
 
@@ -64,3 +65,10 @@ PAY_TYPES = ("Card", "PayPal", "Voucher", "Other")
 # Reserved for documentation (RFC 2606): no generated person can receive mail. The model draws
 # an index into this tuple.
 EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
+
+
+def product_type_label(catalog_type: str) -> str:
+    """A catalog product type (lower_snake_case in the profile) as events spell it (ADD
+    `product.type`, as CDP's product types are upper case), and so as the manifest's
+    `goalProductType` spells it: one spelling, so that joins on it are literal."""
+    return catalog_type.upper()

@@ -22,14 +22,14 @@ PINNED = {"numpy": "2.4.6", "Faker": "40.63.0", "orjson": "3.13.0", "python": "3
 
 GOLDEN = {
     "smoke": {
-        "events.jsonl": "fd6ff5401528c01251845b3a1356dbec037b4b5ed1e83f59245afc7996644fa9",
-        "guests.jsonl": "60340dd1e3750662a035a94a9a147de5cfca9d9d099bb88d22447e4a68ed32d3",
-        "manifest.json": "b00a3e63067a5af992ba9dadc655fbbf3ff6cc241a06b130d670e8184e520ce5",
+        "events.jsonl": "c331d7f632fffe186353481ded9a7d3358d506627b15c8e5144c38ea928c13e2",
+        "guests.jsonl": "14176fc93743e4367388d8dbdbcd3334dafa202e8aa2276670be3f42b6ef6e03",
+        "manifest.json": "62db1fb7db45c5edf5270efccf4b6dee560613e35a23a33128a124ba354a57cb",
     },
     "multi-region": {
-        "events.jsonl": "f7f8dd911bce292ec3e3746de525f9cc29e7fa3a8b1b0612ee2b8e38cf8cf41d",
-        "guests.jsonl": "5123e9cea67c5d52fbdf962e3fe2bc8d7bdf70887f2eb2553a82ca6fcc6f863c",
-        "manifest.json": "b9879b142f4d119baa0591ee6d0f493427416e55fb2a7d6a76fb5be2d4f0eb6b",
+        "events.jsonl": "5bdd9105e135b12602b01595646030f8621f094edfd3e666a3bd1a17b8db6849",
+        "guests.jsonl": "51a3f2e9bd7713ce3bccafc616b7fd0aeba9a036d0fb90d759fb8fb4997d3042",
+        "manifest.json": "0c73f1fc2f804d61ceed9b7676d5199898aa85b0147ca2c3c572d391df912bd0",
     },
 }
 EVENTS = 3000

@@ -200,6 +200,15 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
                     "median": draw(st.floats(0.5, 5000)),
                     "sigma": draw(st.floats(0, 2)),
                 },
+                "sameSessionConversion": draw(st.one_of(st.none(), st.floats(0, 1))),
+                "conversionLagHours": draw(
+                    st.one_of(
+                        st.none(),
+                        st.fixed_dictionaries(
+                            {"median": st.floats(0.01, 500), "sigma": st.floats(0, 3)}
+                        ),
+                    )
+                ),
                 "variants": [
                     {"name": f"v{j}", "weight": w, "conversionRate": draw(st.floats(0, 1))}
                     for j, w in enumerate(_split(draw, k))
@@ -233,6 +242,7 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
             "maxPages": draw(st.integers(1, 60)),
             "pageGapSeconds": {"median": draw(st.floats(1, 600)), "sigma": draw(st.floats(0, 2))},
             "addToCartRate": draw(rate),
+            "goalAddToCartRate": draw(rate),
             "organicPurchaseRate": draw(rate),
             "clearCartRate": draw(rate),
             "forceCloseRate": draw(rate),

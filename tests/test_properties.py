@@ -14,7 +14,7 @@ from generator.dataset.validate import validate_dataset
 from generator.profile import parse_profile
 
 ZONES = ["UTC", "Europe/Dublin", "America/Los_Angeles", "Asia/Kolkata", "Australia/Sydney"]
-PAGES = ["home", "category", "product", "search", "cart"]
+PAGES = ["home", "category", "product", "search", "cart", "checkout"]
 TYPES = ["shoes", "hats", "bags", "socks"]
 
 
@@ -75,6 +75,7 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
         },
         "behaviour": {
             "addToCartRate": draw(st.floats(0, 1)),
+            "goalAddToCartRate": draw(st.floats(0, 1)),
             "organicPurchaseRate": draw(st.floats(0, 1)),
             "clearCartRate": draw(st.floats(0, 1)),
             "forceCloseRate": draw(st.floats(0, 1)),

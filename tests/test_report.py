@@ -100,14 +100,14 @@ def reference_conversions(
             fx = data["flowExecution"]
             first.setdefault((guest, fx["flowFriendlyId"]), (ms, vname[fx["flowVariantRef"]]))
         elif e["type"] == "ADD":
-            carts[e["sessionRef"]].add(data["product"]["type"].upper())
+            carts[e["sessionRef"]].add(data["product"]["type"])
         elif e["type"] in ("CHECKOUT", "CLEAR_CART"):
             if e["type"] == "CHECKOUT" and data.get("status") == "PURCHASED":
                 orders[guest].append((ms, carts[e["sessionRef"]]))
             carts[e["sessionRef"]] = set()
     out: dict[tuple[str, str, int], int] = defaultdict(int)
     for (guest, flow), (ms0, variant) in first.items():
-        goal = manifest["flows"][flow]["goalProductType"].upper()
+        goal = manifest["flows"][flow]["goalProductType"]  # literally the events' spelling
         for hours in windows_h[flow]:
             if any(0 <= ms - ms0 <= hours * 3_600_000 and goal in c for ms, c in orders[guest]):
                 out[(flow, variant, hours)] += 1

@@ -26,7 +26,7 @@ WITH variants AS (
     FROM exposures GROUP BY flow_ref, guest_ref
 ), goal_orders AS (
     SELECT DISTINCT o.meta_guest_ref AS guest_ref, o.core_ordered_at AS ts,
-           upper(i.core_type) AS product_type
+           i.core_type AS product_type
     FROM orders o JOIN order_items i ON i.meta_order_ref = o.meta_ref
     WHERE o.core_status = 'PURCHASED'
 ), converted AS (
@@ -34,7 +34,7 @@ WITH variants AS (
     FROM firsts f
     JOIN variants v ON v.variant_ref = f.variant_ref
     JOIN goal_orders g ON g.guest_ref = f.guest_ref
-        AND g.product_type = upper(v.goal_product_type)
+        AND g.product_type = v.goal_product_type
         AND g.ts >= f.first_at AND g.ts <= f.first_at + to_hours(v.attribution_hours)
 )
 SELECT v.friendly_id, v.variant,

@@ -10,6 +10,7 @@ from generator.dataset.answer_key import VariantOutcome
 from generator.events.stored import iso_ms
 from generator.events.types import EventType
 from generator.profile import Profile
+from generator.vocabulary import product_type_label
 
 __all__ = ["build_manifest"]
 
@@ -35,7 +36,9 @@ def build_manifest(
         flows[flow.friendly_id] = {
             "flowRef": str(profile.flow_ref(flow)),
             "kind": flow.kind.value,
-            "goalProductType": flow.goal_product_type,
+            # Spelt as the events spell a product's type (ADD `product.type`): a literal join.
+            "goalProductType": product_type_label(flow.goal_product_type),
+            "triggerPages": [str(p) for p in flow.trigger_pages],
             "attributionHours": flow.attribution_hours,
             "trafficAllocation": flow.traffic_allocation,
             "variants": [

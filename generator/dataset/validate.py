@@ -3,7 +3,8 @@
 Checked per event (envelope, TRACKING schema and section-1 invariants, order by (createdAt, ref),
 unique refs), per session (one browser, point of sale and channel; no gap over the timeout; nothing
 after FORCE_CLOSE; a browser's sessions never overlap; carts: CONFIRM only items ADDed, CHECKOUT
-after CONFIRM, PAYMENT after CHECKOUT), per guest and flow (browsers belong to their guest; one
+after CONFIRM, PAYMENT after CHECKOUT; each TRACKING after the page view that ran its flow),
+per guest and flow (browsers belong to their guest; one
 variant per guest and flow; CUSTOMER exactly when identified; emails on reserved domains; the
 guest's point of sale that of its events), and the manifest (counts by type, guests, and the
 answer key recomputed from the events).
@@ -11,7 +12,7 @@ answer key recomputed from the events).
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,9 @@ from generator.vocabulary import EMAIL_DOMAINS
 __all__ = ["Report", "tracking_schema", "validate_dataset"]
 
 _EXAMPLES = 5
+# A flow runs for a page view once the view is stored: its TRACKING's occurredAt follows the
+# session's latest VIEW by at most this, and that view's page is one of the flow's trigger pages.
+TRIGGER_WINDOW_MS = 1_000
 
 
 @dataclass
@@ -60,6 +64,8 @@ class _Session:
     cart: set[str] = field(default_factory=set)
     confirmed: bool = False
     checked_out: bool = False
+    # The latest page views, (createdAt ms, page kind), for finding a TRACKING's trigger.
+    views: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=4))
 
 
 def validate_dataset(
@@ -118,9 +124,13 @@ def _check_events(
         name: {v["flowVariantRef"]: i for i, v in enumerate(f["variants"])}
         for name, f in flows.items()
     }
+    # Goals as the manifest spells them, which is how ADD `product.type` spells them: literal.
     goal_flows: dict[str, list[int]] = defaultdict(list)
     for name, f in flows.items():
-        goal_flows[str(f.get("goalProductType", "")).upper()].append(flow_index[name])
+        goal_flows[str(f.get("goalProductType", ""))].append(flow_index[name])
+    trigger_pages = {
+        name: frozenset(f["triggerPages"]) for name, f in flows.items() if "triggerPages" in f
+    }
     checker = StoredEventChecker.for_dataset(manifest, browser_owner)
     guest_index = {ref: i for i, ref in enumerate(guests)}
 
@@ -195,8 +205,11 @@ def _check_events(
             s.last_ms = created_ms
 
         data = event["arbitraryData"]
-        if etype == "TRACKING":
+        if etype == "VIEW":
+            s.views.append((created_ms, _page_kind(data.get("page"))))
+        elif etype == "TRACKING":
             fx = data["flowExecution"]
+            _check_trigger(s, fx, trigger_pages.get(fx["flowFriendlyId"]), where, report)
             if fx["flowFriendlyId"] in flows:
                 friendly = fx["flowFriendlyId"]
                 vref = fx.get("flowVariantRef")
@@ -212,7 +225,7 @@ def _check_events(
             s.closed = True
         elif etype == "ADD":
             product = data.get("product", {})
-            s.cart.add(f"{product.get('item_id')}\x1f{str(product.get('type', '')).upper()}")
+            s.cart.add(f"{product.get('item_id')}\x1f{product.get('type', '')}")
         elif etype == "CONFIRM":
             items = {str(p.get("item_id")) for p in data.get("product", [])}
             added = {c.split("\x1f")[0] for c in s.cart}
@@ -254,6 +267,36 @@ def _check_events(
             report.add("guest type", f"guest {ref} is {record.get('type')}, should be {wants}")
     _check_guest_points_of_sale(guests, browser_owner, sessions, report)
     _check_manifest(manifest, counts, report, guests, seen_guests, t_rows, o_rows)
+
+
+def _page_kind(page: object) -> str:
+    """`product/SNEAKERS-0001` -> `product`, `category/socks` -> `category`, `cart` -> `cart`."""
+    return str(page).split("/", 1)[0]
+
+
+def _check_trigger(
+    s: _Session,
+    fx: dict[str, Any],
+    pages: frozenset[str] | None,
+    where: str,
+    report: Report,
+) -> None:
+    """A TRACKING comes after the view that ran its flow: the session's latest VIEW stored at
+    or before its occurredAt, at most TRIGGER_WINDOW_MS before, of a page that triggers it."""
+    occurred = int(fx["occurredAt"])
+    view = next((v for v in reversed(s.views) if v[0] <= occurred), None)
+    if view is None or occurred - view[0] > TRIGGER_WINDOW_MS:
+        report.add(
+            "tracking trigger",
+            f"{where}: TRACKING of {fx['flowFriendlyId']} with no page view of its session "
+            f"stored in the {TRIGGER_WINDOW_MS} ms before its occurredAt",
+        )
+    elif pages is not None and view[1] not in pages:
+        report.add(
+            "tracking trigger",
+            f"{where}: TRACKING of {fx['flowFriendlyId']} after a view of {view[1]!r}, "
+            f"not one of its trigger pages ({', '.join(sorted(pages))})",
+        )
 
 
 def _check_guest_points_of_sale(

@@ -19,7 +19,7 @@ from generator.events.timestamps import iso_bytes, iso_text
 from generator.model.block import BlockFacts
 from generator.model.refs import halves_strings, halves_text
 from generator.profile import Page
-from generator.vocabulary import EMAIL_DOMAINS, PAY_TYPES, EventType
+from generator.vocabulary import EMAIL_DOMAINS, PAY_TYPES, EventType, product_type_label
 
 __all__ = ["ROW_DTYPE", "block_rows", "guest_lines", "render_rows", "sort_rows"]
 
@@ -149,7 +149,7 @@ class _Pieces:
         self.item_id = [_j(x) for x in r.item_ids]
         self.item_name = [_j(x) for x in r.item_names]
         self.item_price = [_j(x) for x in r.item_price]
-        self.item_type_upper = [_j(r.type_names[t].upper()) for t in r.item_type]
+        self.item_type_label = [_j(product_type_label(r.type_names[t])) for t in r.item_type]
         self.friendly = [_j(x) for x in r.friendly_ids]
         self.flow_ref = [x.encode() for x in w.flow_refs]
         self.variant_ref = [[x.encode() for x in vs] for vs in w.variant_refs]
@@ -434,8 +434,8 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
         + p.data[ps]
         + tail
         % (
-            p.page[x],
-            p.item_type_upper[x],
+            p.page[pg],
+            p.item_type_label[x],
             p.item_id[x],
             p.item_name[x],
             c,
@@ -444,10 +444,12 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
             p.currency[ps],
             o,
         )
-        for e, ps, x, c, o in zip(
+        for e, ps, x, pg, c, o in zip(
             env.tolist(),
             sel["pos"].tolist(),
             sel["item"].tolist(),
+            # A product's own page, or the cart or checkout page it was added from.
+            page_index(sel).tolist(),
             iso_bytes(sel["created"]).tolist(),
             orefs,
             strict=True,

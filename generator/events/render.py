@@ -10,7 +10,7 @@ from generator.events.timestamps import iso_strings
 from generator.model.block import BlockFacts
 from generator.model.world import World
 from generator.profile import Page
-from generator.vocabulary import EMAIL_DOMAINS, PAY_TYPES, EventType
+from generator.vocabulary import EMAIL_DOMAINS, PAY_TYPES, EventType, product_type_label
 
 __all__ = ["BlockRenderer"]
 
@@ -145,7 +145,7 @@ class BlockRenderer:
             elif t == E.ADD:
                 carts.setdefault(s, []).append(item)
                 data["product"] = {
-                    "type": self.type_names[self.item_type[item]].upper(),
+                    "type": product_type_label(self.type_names[self.item_type[item]]),
                     "item_id": self.item_ids[item],
                     "name": self.item_names[item],
                     "orderedAt": created[i],

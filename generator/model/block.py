@@ -3,10 +3,13 @@
 Everything is numpy arrays over the whole block (no per-event Python). `simulate_block` runs
 named stages in a fixed order on the block's one random stream, each returning a frozen result:
 guests -> browsers -> sessions (start times from the local curves) -> page views (a Markov
-chain) -> organic carts -> first flow exposures and the conversions they cause -> actions
-(journeys plus purchase tails) -> action times (sessions pushed apart so one browser's sessions
-never overlap) -> flow runs (TRACKING for every trigger-page view) -> the event table, cut at
-the window's end and time-ordered -> purchases (session and order refs, pay types, goal masks).
+chain) -> organic carts (goal products too, at the baseline rate) -> journeys, timed (sessions
+pushed apart so one browser's sessions never overlap, with room kept after each journey for a
+checkout tail) -> conversions (`conversion.py`: each allocated guest's outcome drawn once, its
+order placed after the first exposure) -> actions (journeys, checkout tails and end markers,
+with the times they are stored) -> flow runs (TRACKING for every trigger-page view, stored after
+it) -> the event table, cut at the window's end and time-ordered -> purchases (session and order
+refs, pay types, goal masks).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from generator.model.assignment import assign
+from generator.model.conversion import ConversionPlan, Slot, Visits, plan_conversions, tail_gaps
 from generator.model.pools import POOL_SIZE
 from generator.model.refs import halves_strings, uuid_bytes, uuid_halves, uuid_u64
 from generator.model.world import BLOCK_GUESTS, EXIT, PAGE_CODES, World
@@ -32,9 +36,8 @@ _CART = PAGE_CODES[Page.CART]
 _CHECKOUT = PAGE_CODES[Page.CHECKOUT]
 _NONE = -1
 
-# Ordinals place actions inside a session: journey steps first (4 slots a step), then tails.
+# Ordinals place a journey's events inside its session: 4 slots a step.
 _SLOT = 4
-_TAIL = 100_000
 _PAY_WEIGHTS = np.array([0.7, 0.2, 0.05, 0.05])
 
 
@@ -181,7 +184,6 @@ class Sessions:
     start: np.ndarray
     timeout: np.ndarray
     by_guest: np.ndarray  # session indices sorted by (guest, start)
-    next_session: np.ndarray  # the guest's next session, or _NONE
 
     def __len__(self) -> int:
         return len(self.guest)
@@ -210,34 +212,50 @@ class Carts:
 
 
 @dataclass(frozen=True, slots=True)
-class Conversions:
-    """Flow allocations per guest, and the (session, flow) conversions first exposures cause."""
-
-    assignments: tuple[np.ndarray, ...]  # per flow: each guest's variant, or -1 if not allocated
-    session: np.ndarray
-    flow: np.ndarray
-    buys: np.ndarray  # per session: organic or converted purchase
-
-
-@dataclass(frozen=True, slots=True)
-class Actions:
-    """Client events of every session, in session order, not yet timed."""
+class Journeys:
+    """Each session's journey as timed client events (views with their searches and adds, and
+    identities); per session its pushed-apart start, last journey event, the end of the room
+    kept for a checkout tail, and that tail's gaps."""
 
     session: np.ndarray
     type: np.ndarray
     page: np.ndarray
     item: np.ndarray
+    time: np.ndarray
+    start: np.ndarray
+    last: np.ndarray
+    end: np.ndarray
+    gaps: np.ndarray  # (sessions, TAIL_SLOTS) ms
+    identified: np.ndarray  # an IDENTITY in the journey
+    by_browser: np.ndarray  # session indices by browser, then start
 
     def __len__(self) -> int:
         return len(self.session)
 
 
 @dataclass(frozen=True, slots=True)
-class ActionTimes:
-    """When each action happens (sessions pushed apart per browser) and when it is stored."""
+class Conversions:
+    """The conversion plan, and which journey ADDs are of goal products (rows into Journeys)."""
 
+    plan: ConversionPlan
+    goal_rows: np.ndarray
+    session_guest: np.ndarray  # every session's guest, added sessions included
+    session_browser: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Actions:
+    """Client events of every session in session order, when they happen and are stored."""
+
+    session: np.ndarray
+    type: np.ndarray
+    page: np.ndarray
+    item: np.ndarray
     time: np.ndarray
     created: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.session)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,13 +314,13 @@ def simulate_block(world: World, block: int) -> BlockFacts:
     sessions = _sessions(world, rng, guests, browsers)
     views = _page_views(world, rng, len(sessions))
     carts = _carts(world, rng, views, len(sessions))
-    conversions = _conversions(world, rng, guests, sessions, views, carts)
-    actions = _actions(world, rng, guests, sessions, views, carts, conversions)
-    times = _action_times(world, rng, sessions, actions)
-    runs = _flow_runs(world, rng, sessions, actions, times, conversions)
-    events = _event_table(world, rng, actions, times, runs)
-    purchases = _purchases(world, rng, actions, len(sessions))
-    return _facts(block, guests, browsers, sessions, events, purchases)
+    journeys = _journey_events(world, rng, guests, sessions, views, carts)
+    conversions = _conversions(world, rng, guests, browsers, sessions, carts, journeys)
+    actions = _actions(world, rng, journeys, conversions)
+    runs = _flow_runs(world, rng, actions, conversions)
+    events = _event_table(world, rng, actions, runs)
+    purchases = _purchases(world, rng, actions, conversions.plan.sessions)
+    return _facts(block, guests, browsers, conversions, events, purchases)
 
 
 def _guests(world: World, rng: np.random.Generator, n: int) -> Guests:
@@ -353,12 +371,9 @@ def _sessions(
         mask = pos == p
         start[mask] = clock.sample(rng, int(mask.sum()))
     timeout = world.timeout_ms[pos]
-    # A guest's sessions in time order, to find "the next session" for delayed conversions.
+    # A guest's sessions in time order, to find its first one.
     by_guest = np.lexsort((start, guest))
-    next_session = np.full(S, _NONE, dtype=np.int64)
-    same_guest = guest[by_guest[1:]] == guest[by_guest[:-1]]
-    next_session[by_guest[:-1][same_guest]] = by_guest[1:][same_guest]
-    return Sessions(guest, browser, pos, start, timeout, by_guest, next_session)
+    return Sessions(guest, browser, pos, start, timeout, by_guest)
 
 
 def _page_views(world: World, rng: np.random.Generator, sessions: int) -> PageViews:
@@ -376,84 +391,33 @@ def _page_views(world: World, rng: np.random.Generator, sessions: int) -> PageVi
 
 
 def _carts(world: World, rng: np.random.Generator, views: PageViews, sessions: int) -> Carts:
-    """Organic carts: items of non-goal types added from product pages, some of them bought."""
+    """Organic carts: items added from product pages (goal products at the baseline rate), some
+    of them bought."""
     behaviour = world.profile.behaviour
     is_product = views.page == _PRODUCT
-    adds = is_product & world.organic_type[world.catalog.item_type[np.maximum(views.item, 0)]]
-    adds &= rng.random(len(views)) < behaviour.add_to_cart_rate
+    rate = world.add_rate[world.catalog.item_type[np.maximum(views.item, 0)]]
+    adds = is_product & (rng.random(len(views)) < rate)
     has_add = np.bincount(views.session[adds], minlength=sessions) > 0
     organic_buy = has_add & (rng.random(sessions) < behaviour.organic_purchase_rate)
     return Carts(adds, has_add, organic_buy)
 
 
-def _conversions(
+def _journey_events(
     world: World,
     rng: np.random.Generator,
     guests: Guests,
     sessions: Sessions,
     views: PageViews,
     carts: Carts,
-) -> Conversions:
-    """First exposure of each guest to each flow, and the purchase it causes if it converts."""
-    flows = world.profile.flows
-    behaviour = world.profile.behaviour
-    journey_guest = sessions.guest[views.session]
-    view_time_guess = sessions.start[views.session] + views.step * 30_000
-    buys = carts.organic_buy.copy()
-    conv_sess: list[np.ndarray] = []
-    conv_flow: list[np.ndarray] = []
-    assignments = tuple(assign(world.flows, f, guests.key) for f in range(len(flows)))
-    for f in range(len(flows)):
-        exposed = _triggers(world, f, views.page, views.item) & (assignments[f][journey_guest] >= 0)
-        idx = np.flatnonzero(exposed)
-        if len(idx) == 0:
-            continue
-        order = idx[np.lexsort((view_time_guess[idx], journey_guest[idx]))]
-        firsts = order[_first_of_runs(journey_guest[order])]
-        variant = assignments[f][journey_guest[firsts]]
-        converts = rng.random(len(firsts)) < world.conversion[f][variant]
-        target = views.session[firsts[converts]]
-        later = rng.random(len(target)) >= behaviour.same_session_conversion
-        nxt = sessions.next_session[target]
-        ok = later & (nxt >= 0)
-        ok[ok] &= sessions.start[nxt[ok]] - sessions.start[target[ok]] < (
-            world.attribution_ms[f] // 2
-        )
-        target = np.where(ok, nxt, target)
-        conv_sess.append(target)
-        conv_flow.append(np.full(len(target), f))
-        buys[target] = True
-    session = np.concatenate(conv_sess) if conv_sess else np.zeros(0, dtype=np.int64)
-    flow = np.concatenate(conv_flow) if conv_flow else np.zeros(0, dtype=np.int64)
-    return Conversions(assignments, session, flow, buys)
-
-
-def _actions(
-    world: World,
-    rng: np.random.Generator,
-    guests: Guests,
-    sessions: Sessions,
-    views: PageViews,
-    carts: Carts,
-    conversions: Conversions,
-) -> Actions:
-    """Every client event of every session, in order: the journey with its searches, adds and
-    identities, then tails: conversion items (view + add), checkout, clear cart, force close."""
-    behaviour = world.profile.behaviour
+) -> Journeys:
+    """Every session's journey as client events, in order and timed: its views with their
+    searches and adds, and identities (identifying guests say who they are in their first
+    session). Sessions are then pushed apart with room for a checkout tail after each journey."""
     S = len(sessions)
-    csess, cflow = conversions.session, conversions.flow
-    citem = world.catalog.sample_items(rng, world.goal_type[cflow]) if len(cflow) else csess
-    crank = np.arange(len(csess)) * 2
-    clear = carts.has_add & ~conversions.buys & (rng.random(S) < behaviour.clear_cart_rate)
-    force = rng.random(S) < behaviour.force_close_rate
-    buyers = np.flatnonzero(conversions.buys)
-    # Identity: identifying guests say who they are in their first session; every buyer does
-    # at checkout.
     by_guest = sessions.by_guest
     first_sess = by_guest[_first_of_runs(sessions.guest[by_guest])] if S else by_guest
     identify_sess = first_sess[guests.identifies[sessions.guest[first_sess]]]
     identify_step = (rng.random(len(identify_sess)) * 3).astype(np.int64)
-
     a_sess, a_ord = views.session, views.step * _SLOT
     searches, adds = views.page == _SEARCH, carts.adds
     E = EventType
@@ -462,35 +426,216 @@ def _actions(
         _part(a_sess[searches], a_ord[searches] + 1, E.SEARCH, _SEARCH, views.item[searches]),
         _part(a_sess[adds], a_ord[adds] + 2, E.ADD, _PRODUCT, views.item[adds]),
         _part(identify_sess, identify_step * _SLOT + 3, E.IDENTITY, _NONE, _NONE),
-        _part(csess, _TAIL + crank, E.VIEW, _PRODUCT, citem),
-        _part(csess, _TAIL + crank + 1, E.ADD, _PRODUCT, citem),
-        *(
-            _part(buyers, 2 * _TAIL + k, etype, page, _NONE)
-            for k, (etype, page) in enumerate(_CHECKOUT_TAIL)
-        ),
-        _part(np.flatnonzero(clear), 2 * _TAIL, E.CLEAR_CART, _NONE, _NONE),
-        _part(np.flatnonzero(force), 3 * _TAIL, E.FORCE_CLOSE, _NONE, _NONE),
     ]
     x_sess, x_ord, x_type, x_page, x_item = (np.concatenate(c) for c in zip(*parts, strict=True))
-    x_type = x_type.astype(np.int8)
-    x_page = x_page.astype(np.int8)
-    x_item = x_item.astype(np.int64)
     order = np.lexsort((x_ord, x_sess))
-    x_sess, x_type, x_page, x_item = x_sess[order], x_type[order], x_page[order], x_item[order]
-    # Identity in the checkout tail only for buyers who have not identified earlier that session.
-    keep = ~((x_type == E.IDENTITY) & _repeats_in_session(x_sess, x_type == E.IDENTITY))
-    return Actions(x_sess[keep], x_type[keep], x_page[keep], x_item[keep])
+    x_sess, x_type = x_sess[order], x_type[order].astype(np.int8)
+    x_page, x_item = x_page[order].astype(np.int8), x_item[order].astype(np.int64)
+
+    # Gaps between a session's events (the first starts it).
+    behaviour = world.profile.behaviour
+    m = len(x_sess)
+    limit = (sessions.timeout[x_sess] - 5_000) / 1000.0
+    gap = np.empty(m)
+    view = x_type == E.VIEW
+    gap[view] = _lognormal(
+        rng, behaviour.page_gap_seconds.median, behaviour.page_gap_seconds.sigma, int(view.sum())
+    )
+    quick = x_type == E.SEARCH
+    gap[quick] = 1.0 + 3.0 * rng.random(int(quick.sum()))
+    slow = ~view & ~quick
+    gap[slow] = _lognormal(rng, 10.0, 0.6, int(slow.sum()))
+    gap = np.clip(gap, 2.0, limit)
+    gap[quick] = np.minimum(gap[quick], 4.0)
+    starts = _segment_starts(x_sess)
+    gap[starts == np.arange(m)] = 0.0
+    gap_ms = (gap * 1000).astype(np.int64)
+    csum = np.cumsum(gap_ms)
+    offset = csum - csum[starts]
+    # Offsets grow within a session: its last row holds its last.
+    ends = np.flatnonzero(np.append(x_sess[1:] != x_sess[:-1], True)) if m else starts
+    last_offset = np.zeros(S, dtype=np.int64)
+    last_offset[x_sess[ends]] = offset[ends]
+    # Each session's tail gaps, drawn now: the room they need is kept when pushing apart.
+    gaps = tail_gaps(world, rng, sessions.timeout)
+    reserve = gaps.sum(axis=1)
+    start, by_browser = _pushed_apart(world, sessions, last_offset + reserve)
+    identified = np.zeros(S, dtype=bool)
+    identified[identify_sess] = True
+    last = start + last_offset
+    return Journeys(
+        session=x_sess,
+        type=x_type,
+        page=x_page,
+        item=x_item,
+        time=start[x_sess] + offset,
+        start=start,
+        last=last,
+        end=last + reserve,
+        gaps=gaps,
+        identified=identified,
+        by_browser=by_browser,
+    )
 
 
-# The checkout tail every buyer runs, in order: (type, page).
-_CHECKOUT_TAIL = (
-    (EventType.VIEW, _CART),
-    (EventType.IDENTITY, _NONE),
-    (EventType.CONFIRM, _NONE),
-    (EventType.VIEW, _CHECKOUT),
-    (EventType.CHECKOUT, _NONE),
-    (EventType.PAYMENT, _NONE),
+def _conversions(
+    world: World,
+    rng: np.random.Generator,
+    guests: Guests,
+    browsers: Browsers,
+    sessions: Sessions,
+    carts: Carts,
+    journeys: Journeys,
+) -> Conversions:
+    """Flow allocations per guest, and every conversion decided and placed (conversion.py)."""
+    flows = world.profile.flows
+    assignments = tuple(assign(world.flows, f, guests.key) for f in range(len(flows)))
+    visits = Visits(
+        guest=sessions.guest,
+        browser=sessions.browser,
+        start=journeys.start,
+        end=journeys.end,
+        last=journeys.last,
+        timeout=sessions.timeout,
+        identified=journeys.identified,
+        organic_buy=carts.organic_buy,
+        gaps=journeys.gaps,
+        guest_browsers=browsers.first_of_guest,
+        guest_browser_count=guests.browser_count,
+        guest_timeout=world.timeout_ms[guests.pos],
+        by_guest=sessions.by_guest,
+        by_browser=journeys.by_browser,
+    )
+    view = journeys.type == EventType.VIEW
+    add_rows = np.flatnonzero(journeys.type == EventType.ADD)
+    goal_flow = world.goal_flow_of_type[world.catalog.item_type[journeys.item[add_rows]]]
+    goal_rows = add_rows[goal_flow >= 0]
+    plan = plan_conversions(
+        world,
+        rng,
+        visits,
+        (journeys.session[view], journeys.time[view], journeys.page[view], journeys.item[view]),
+        (journeys.session[goal_rows], goal_flow[goal_flow >= 0]),
+        assignments,
+    )
+    return Conversions(
+        plan=plan,
+        goal_rows=goal_rows,
+        session_guest=np.concatenate([sessions.guest, plan.new_guest]),
+        session_browser=np.concatenate([sessions.browser, plan.new_browser]),
+    )
+
+
+# A checkout tail's events in order: (slot, type, page); the order's own only when it is placed.
+_TAIL_EVENTS = (
+    (Slot.CONV_VIEW, EventType.VIEW, _PRODUCT),
+    (Slot.CONV_ADD, EventType.ADD, _PRODUCT),
+    (Slot.CART, EventType.VIEW, _CART),
+    (Slot.CHECKOUT_VIEW, EventType.VIEW, _CHECKOUT),
 )
+_ORDER_EVENTS = (
+    (Slot.IDENTITY, EventType.IDENTITY),
+    (Slot.CONFIRM, EventType.CONFIRM),
+    (Slot.CHECKOUT, EventType.CHECKOUT),
+    (Slot.PAYMENT, EventType.PAYMENT),
+)
+
+
+def _actions(
+    world: World, rng: np.random.Generator, journeys: Journeys, conversions: Conversions
+) -> Actions:
+    """Every client event of every session in order: the journey (less goal items an order
+    goes without), then the checkout tail, then clear cart and force close; each stored a little
+    after it happens, in the order it happens."""
+    behaviour = world.profile.behaviour
+    plan = conversions.plan
+    S = plan.sessions
+    keep = np.ones(len(journeys), dtype=bool)
+    keep[conversions.goal_rows[~plan.keep_goal_add]] = False
+    E = EventType
+    parts: list[tuple[np.ndarray, ...]] = [
+        (
+            journeys.session[keep],
+            journeys.time[keep],
+            journeys.type[keep],
+            journeys.page[keep],
+            journeys.item[keep],
+        )
+    ]
+    tail = plan.tail
+    for slot, etype, page in _TAIL_EVENTS:
+        s = np.flatnonzero(tail[:, slot] >= 0)
+        item = plan.tail_item[s] if page == _PRODUCT else _NONE
+        parts.append(_timed(s, tail[s, slot], etype, page, item))
+    # Items added from a tail's pages go before its order's events (ties too).
+    parts.append(
+        _timed(plan.extra_session, plan.extra_time, E.ADD, plan.extra_page, plan.extra_item)
+    )
+    for slot, etype in _ORDER_EVENTS:
+        s = np.flatnonzero((tail[:, slot] >= 0) & plan.order)
+        parts.append(_timed(s, tail[s, slot], etype, _NONE, _NONE))
+    x_sess, x_time, x_type, x_page, x_item = (np.concatenate(c) for c in zip(*parts, strict=True))
+    # End markers after the session's last event (its PAYMENT, else its checkout page, else
+    # its journey's end): a cart left with items may be cleared.
+    last = np.full(S, -1, dtype=np.int64)
+    last[: len(journeys.last)] = journeys.last
+    last = np.maximum(
+        last, np.where(plan.order, tail[:, Slot.PAYMENT], tail[:, Slot.CHECKOUT_VIEW])
+    )
+    has_add = np.bincount(x_sess[x_type == E.ADD], minlength=S) > 0
+    clear = np.flatnonzero(has_add & ~plan.order & (rng.random(S) < behaviour.clear_cart_rate))
+    clear_at = last[clear] + plan.gaps[clear, Slot.CLEAR_CART]
+    last[clear] = clear_at
+    force = np.flatnonzero((rng.random(S) < behaviour.force_close_rate) & (last > 0))
+    x: list[tuple[np.ndarray, ...]] = [
+        (x_sess, x_time, x_type, x_page, x_item),
+        _timed(clear, clear_at, E.CLEAR_CART, _NONE, _NONE),
+        _timed(
+            force, last[force] + plan.gaps[force, Slot.FORCE_CLOSE], E.FORCE_CLOSE, _NONE, _NONE
+        ),
+    ]
+    x_sess, x_time, x_type, x_page, x_item = (np.concatenate(c) for c in zip(*x, strict=True))
+    # In session order, then time: one stable sort on a key packing both.
+    key = x_sess.astype(np.int64) * (np.int64(1) << np.int64(41)) + (x_time - world.start_ms)
+    order = np.argsort(key, kind="stable")
+    x_sess, x_time = x_sess[order], x_time[order]
+    created = _stored_in_order(world, x_sess, x_time + rng.integers(20, 400, len(x_sess)))
+    return Actions(
+        x_sess,
+        x_type[order].astype(np.int8),
+        x_page[order].astype(np.int8),
+        x_item[order].astype(np.int64),
+        x_time,
+        created,
+    )
+
+
+def _timed(
+    sess: np.ndarray,
+    time: np.ndarray,
+    etype: int,
+    page: np.ndarray | int,
+    item: np.ndarray | int,
+) -> tuple[np.ndarray, ...]:
+    """Columns (session, time, type, page, item) of one kind of event; scalars are spread."""
+    n = len(sess)
+
+    def column(v: np.ndarray | int) -> np.ndarray:
+        return v if isinstance(v, np.ndarray) else np.full(n, int(v), dtype=np.int64)
+
+    return sess, time, column(etype), column(page), column(item)
+
+
+def _stored_in_order(world: World, sess: np.ndarray, created: np.ndarray) -> np.ndarray:
+    """Store times made strictly increasing within each session (rows in session order), so
+    that an item added between two close events is still stored between them."""
+    m = len(sess)
+    if m == 0:
+        return created
+    idx = np.arange(m, dtype=np.int64)
+    big = np.int64(1) << np.int64(45)
+    d = (created - world.start_ms - idx) + sess.astype(np.int64) * big
+    return np.maximum.accumulate(d) - sess.astype(np.int64) * big + world.start_ms + idx
 
 
 def _part(
@@ -509,47 +654,15 @@ def _part(
     return sess, column(ordinal), column(etype), column(page), column(item)
 
 
-def _action_times(
-    world: World, rng: np.random.Generator, sessions: Sessions, actions: Actions
-) -> ActionTimes:
-    """Gaps between a session's actions (the first starts it), then sessions pushed apart."""
-    behaviour = world.profile.behaviour
-    x_sess, x_type = actions.session, actions.type
-    m = len(actions)
-    limit = (sessions.timeout[x_sess] - 5_000) / 1000.0
-    gap = np.empty(m)
-    view = x_type == EventType.VIEW
-    gap[view] = _lognormal(
-        rng, behaviour.page_gap_seconds.median, behaviour.page_gap_seconds.sigma, int(view.sum())
-    )
-    quick = (x_type == EventType.SEARCH) | (x_type == EventType.FORCE_CLOSE)
-    gap[quick] = 1.0 + 3.0 * rng.random(int(quick.sum()))
-    slow = ~view & ~quick
-    gap[slow] = _lognormal(rng, 10.0, 0.6, int(slow.sum()))
-    gap = np.clip(gap, 2.0, limit)
-    gap[quick] = np.minimum(gap[quick], 4.0)
-    starts = _segment_starts(x_sess)
-    gap[starts == np.arange(m)] = 0.0
-    gap_ms = (gap * 1000).astype(np.int64)
-    csum = np.cumsum(gap_ms)
-    offset = csum - csum[starts]
-    new_start = _pushed_apart(world, sessions, x_sess, offset)
-    time = new_start[x_sess] + offset
-    # Client events are stored a little after they happen.
-    created = time + rng.integers(20, 400, m)
-    return ActionTimes(time, created)
-
-
 def _pushed_apart(
-    world: World, sessions: Sessions, x_sess: np.ndarray, offset: np.ndarray
-) -> np.ndarray:
+    world: World, sessions: Sessions, busy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Session starts moved so that on each browser the next one opens only after the previous
-    one has timed out: s'_i = D_i + max_{j<=i}(s_j - D_j), D the running sum of
-    (duration + timeout) over the browser's earlier sessions."""
+    one (busy for `busy` ms from its start) has timed out: s'_i = D_i + max_{j<=i}(s_j - D_j),
+    D the running sum of (busy + timeout) over the browser's earlier sessions. Also the
+    sessions by browser and start (the same order before and after)."""
     sstart, sbrowser = sessions.start, sessions.browser
-    last = np.zeros(len(sessions), dtype=np.int64)
-    np.maximum.at(last, x_sess, offset)
-    span = last + 1_000 + sessions.timeout + 1_000
+    span = busy + 1_000 + sessions.timeout + 1_000
     border = np.lexsort((sstart, sbrowser))
     b_sorted = sbrowser[border]
     run_start = _segment_starts(b_sorted)
@@ -561,31 +674,27 @@ def _pushed_apart(
     shifted = np.maximum.accumulate(base) - b_sorted.astype(np.int64) * big + excl
     new_start = np.empty(len(sessions), dtype=np.int64)
     new_start[border] = shifted + world.start_ms
-    return new_start
+    return new_start, border
 
 
 def _flow_runs(
-    world: World,
-    rng: np.random.Generator,
-    sessions: Sessions,
-    actions: Actions,
-    times: ActionTimes,
-    conversions: Conversions,
+    world: World, rng: np.random.Generator, actions: Actions, conversions: Conversions
 ) -> FlowRuns:
-    """TRACKING: every view of a trigger page runs each flow the guest is allocated to."""
-    assignments = conversions.assignments
+    """TRACKING: every view of a trigger page runs each flow the guest is allocated to. The
+    flow runs once the view is stored, so its TRACKING is stored after it."""
+    assignments = conversions.plan.assignments
     t_parts: list[tuple[np.ndarray, ...]] = []
     vidx = np.flatnonzero(actions.type == EventType.VIEW)
-    vguest = sessions.guest[actions.session[vidx]]
+    vguest = conversions.session_guest[actions.session[vidx]]
     for f, flow in enumerate(world.profile.flows):
-        hit = _triggers(world, f, actions.page[vidx], actions.item[vidx]) & (
+        hit = world.triggers(f, actions.page[vidx], actions.item[vidx]) & (
             assignments[f][vguest] >= 0
         )
         src = vidx[hit]
         k = len(src)
         if k == 0:
             continue
-        occurred = times.time[src] + rng.integers(30, 250, k)
+        occurred = actions.created[src] + rng.integers(1, 250, k)
         execution = np.clip(
             np.rint(_lognormal(rng, flow.decision_time_ms.median, flow.decision_time_ms.sigma, k)),
             1,
@@ -602,17 +711,13 @@ def _flow_runs(
 
 
 def _event_table(
-    world: World,
-    rng: np.random.Generator,
-    actions: Actions,
-    times: ActionTimes,
-    runs: FlowRuns,
+    world: World, rng: np.random.Generator, actions: Actions, runs: FlowRuns
 ) -> EventTable:
     """Client events then TRACKING, with refs, cut at the window's end and put in time order."""
     m, k = len(actions), len(runs)
     e_type = np.concatenate([actions.type, np.full(k, EventType.TRACKING, dtype=np.int8)])
     e_sess = np.concatenate([actions.session, actions.session[runs.source]])
-    e_created = np.concatenate([times.created, runs.created])
+    e_created = np.concatenate([actions.created, runs.created])
     e_page = np.concatenate([actions.page, np.full(k, _NONE, dtype=np.int8)])
     e_item = np.concatenate([actions.item, np.full(k, _NONE)])
     e_flow = np.concatenate([np.full(m, _NONE), runs.flow]).astype(np.int16)
@@ -664,7 +769,7 @@ def _facts(
     block: int,
     guests: Guests,
     browsers: Browsers,
-    sessions: Sessions,
+    conversions: Conversions,
     events: EventTable,
     purchases: Purchases,
 ) -> BlockFacts:
@@ -684,7 +789,7 @@ def _facts(
         browser_channel=browsers.channel,
         browser_agent=browsers.agent,
         session_halves=purchases.session_halves,
-        session_browser=sessions.browser,
+        session_browser=conversions.session_browser,
         session_order_halves=purchases.order_halves,
         session_pay_type=purchases.pay_type,
         ref_hi=events.ref_hi,
@@ -723,17 +828,6 @@ def _time_order(
     return idx[np.lexsort((lo[idx], hi[idx], c))]
 
 
-def _triggers(world: World, f: int, page: np.ndarray, item: np.ndarray) -> np.ndarray:
-    """Which page views run flow f (its trigger pages, and product types if it names any)."""
-    hit = np.isin(page, world.trigger_pages[f])
-    types = world.trigger_types[f]
-    if len(types):
-        on_product = page == _PRODUCT
-        typed = np.isin(world.catalog.item_type[np.maximum(item, 0)], types)
-        hit &= ~on_product | typed
-    return hit
-
-
 def _first_of_runs(keys: np.ndarray) -> np.ndarray:
     """Indices of the first element of each run of equal keys in a sorted array."""
     if len(keys) == 0:
@@ -742,11 +836,3 @@ def _first_of_runs(keys: np.ndarray) -> np.ndarray:
     new[0] = True
     new[1:] = keys[1:] != keys[:-1]
     return np.flatnonzero(new)
-
-
-def _repeats_in_session(sess: np.ndarray, flag: np.ndarray) -> np.ndarray:
-    """True where `flag` is set and an earlier row of the same session also had it set."""
-    count = np.cumsum(flag)
-    starts = _segment_starts(sess)
-    before = count - flag - (count[starts] - flag[starts])
-    return flag & (before > 0)

@@ -117,25 +117,54 @@ class World:
         self.goal_type = np.array(
             [type_index[f.goal_product_type] for f in profile.flows], dtype=np.int64
         )
-        # Organic baskets never hold a goal product, so every conversion is caused by a flow.
-        organic = np.ones(len(self.catalog.type_names), dtype=bool)
-        organic[self.goal_type] = False
-        self.organic_type = organic
-        self.trigger_pages = [
-            np.array([PAGE_CODES[p] for p in f.trigger_pages]) for f in profile.flows
-        ]
-        self.trigger_types = [
-            np.array([type_index[t] for t in f.trigger_product_types], dtype=np.int64)
-            for f in profile.flows
-        ]
+        # Per product type: the flow it is the goal of (-1: none), and the chance that a view
+        # of its page adds it to the cart on the guest's own account (goals: the baseline).
+        self.goal_flow_of_type = np.full(len(self.catalog.type_names), -1, dtype=np.int64)
+        self.goal_flow_of_type[self.goal_type] = np.arange(len(profile.flows))
+        self.add_rate = np.where(
+            self.goal_flow_of_type >= 0,
+            behaviour.goal_add_to_cart_rate,
+            behaviour.add_to_cart_rate,
+        )
+        # Per flow, lookup tables: page code -> triggers, product type -> triggers on its page.
+        self.trigger_pages = np.zeros((len(profile.flows), len(PAGE_CODES)), dtype=bool)
+        self.trigger_types = np.ones((len(profile.flows), len(type_index)), dtype=bool)
+        for f, flow in enumerate(profile.flows):
+            self.trigger_pages[f, [PAGE_CODES[p] for p in flow.trigger_pages]] = True
+            if flow.trigger_product_types:
+                self.trigger_types[f] = False
+                self.trigger_types[f, [type_index[t] for t in flow.trigger_product_types]] = True
         self.conversion = [np.array([v.conversion_rate for v in f.variants]) for f in profile.flows]
         self.attribution_ms = np.array(
             [f.attribution_hours * 3_600_000 for f in profile.flows], dtype=np.int64
         )
+        # The conversion lag per flow: the share bought in the exposure's session, and the
+        # lognormal of later purchases' lags (log of ms).
+        self.same_session = np.array(
+            [
+                behaviour.same_session_conversion
+                if f.same_session_conversion is None
+                else f.same_session_conversion
+                for f in profile.flows
+            ]
+        )
+        lags = [f.conversion_lag_hours or behaviour.conversion_lag_hours for f in profile.flows]
+        self.lag_mu = np.array([np.log(lag.median * 3_600_000) for lag in lags])
+        self.lag_sigma = np.array([lag.sigma for lag in lags])
         self.flow_refs = tuple(str(profile.flow_ref(f)) for f in profile.flows)
         self.variant_refs = tuple(
             tuple(str(profile.variant_ref(f, v)) for v in f.variants) for f in profile.flows
         )
+
+    def triggers(self, f: int, page: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """Which page views run flow f: its trigger pages, and on product pages only products of
+        its trigger types if it names any (`item` is the product item on product pages)."""
+        hit = self.trigger_pages[f][page]
+        if not self.trigger_types[f].all():
+            on_product = page == PAGE_CODES[Page.PRODUCT]
+            typed = self.trigger_types[f][self.catalog.item_type[np.maximum(item, 0)]]
+            hit &= ~on_product | typed
+        return hit
 
     @property
     def blocks(self) -> int:

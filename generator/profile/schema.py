@@ -60,7 +60,8 @@ class Channel(StrEnum):
 
 
 class Page(StrEnum):
-    """Kinds of page a journey visits; checkout is reached only by a purchase."""
+    """Kinds of page a journey visits; checkout is reached only by a purchase. Any of them can
+    trigger a flow (a checkout-page flow runs for guests on their way to an order)."""
 
     HOME = "home"
     CATEGORY = "category"
@@ -190,11 +191,21 @@ class Behaviour(_Frozen):
         default=LogNormal(median=35, sigma=1.0), alias="pageGapSeconds"
     )
     add_to_cart_rate: Probability = Field(default=0.12, alias="addToCartRate")
+    # The organic baseline for goal products: the chance that a view of a goal product's page
+    # adds it to the cart with no flow involved (such carts are bought at organicPurchaseRate, or
+    # abandoned). Inside an exposed guest's attribution window the flow's conversionRate decides
+    # instead, so a goal order there is always the flow's conversion.
+    goal_add_to_cart_rate: Probability = Field(default=0.03, alias="goalAddToCartRate")
     organic_purchase_rate: Probability = Field(default=0.25, alias="organicPurchaseRate")
     clear_cart_rate: Probability = Field(default=0.05, alias="clearCartRate")
     force_close_rate: Probability = Field(default=0.03, alias="forceCloseRate")
-    # Share of conversions that happen in the exposure's own session; the rest wait for a later one.
-    same_session_conversion: Probability = Field(default=0.7, alias="sameSessionConversion")
+    # When a converting guest buys: this share in the session of the first exposure, the rest in
+    # a later session, at a lag (first exposure to order) drawn from conversionLagHours cut to the
+    # attribution window. Flows may set their own.
+    same_session_conversion: Probability = Field(default=0.4, alias="sameSessionConversion")
+    conversion_lag_hours: LogNormal = Field(
+        default=LogNormal(median=20, sigma=1.5), alias="conversionLagHours"
+    )
     catalog: tuple[Product, ...] = Field(
         default=(
             Product(type="running_shoes", name="Running shoes", items=40, price_range=(60, 180)),
@@ -276,6 +287,9 @@ class Flow(_Frozen):
     decision_time_ms: LogNormal = Field(
         default=LogNormal(median=23, sigma=0.45), alias="decisionTimeMs"
     )
+    # Unset: the behaviour's sameSessionConversion and conversionLagHours.
+    same_session_conversion: Probability | None = Field(default=None, alias="sameSessionConversion")
+    conversion_lag_hours: LogNormal | None = Field(default=None, alias="conversionLagHours")
     variants: tuple[Variant, ...] = Field(min_length=1, max_length=26)
 
     @field_validator("attribution_hours")
@@ -365,8 +379,6 @@ class Profile(_Frozen):
                     problems.append(
                         f"flows[{i}].triggerProductTypes: {t!r} is not in behaviour.catalog"
                     )
-            if Page.CHECKOUT in flow.trigger_pages and len(flow.trigger_pages) == 1:
-                pass  # allowed: a checkout-page flow runs only for buyers
         if types and goals and set(goals) >= types:
             problems.append(
                 "behaviour.catalog: every product type is some flow's goal; keep at least one "

@@ -249,9 +249,7 @@ def compute_dataset_figures(
     }
     goal_flows: dict[str, list[int]] = {}
     for name, f in flows.items():
-        goal_flows.setdefault(str(f.get("goalProductType", "")).upper(), []).append(
-            flow_index[name]
-        )
+        goal_flows.setdefault(str(f.get("goalProductType", "")), []).append(flow_index[name])
     exposures = [[0] * len(f.get("variants", [])) for f in flows.values()]
 
     # Per guest and browser.
@@ -334,7 +332,7 @@ def compute_dataset_figures(
                 s.cart_qty, s.cart_value, s.cart_goals = 0, 0.0, set()
             s.cart_qty += qty
             s.cart_value += qty * (price if isinstance(price, int | float) else 0.0)
-            s.cart_goals.add(str(product.get("type", "")).upper())
+            s.cart_goals.add(str(product.get("type", "")))
             s.currency = str(product.get("currency") or data.get("currency") or "")
         elif etype == "CHECKOUT":
             status = str(data.get("status", ""))
