@@ -253,6 +253,8 @@ def test_ctrl_c_stops_generate_cleanly_and_a_rerun_completes(
     code, err = _stop_at(out, workers, phase, signal.SIGINT)
     assert code == 130, err
     assert "interrupted" in err
+    # It stopped there: the run did not go on to write the dataset (exit 130 or not).
+    assert not (out / "manifest.json").exists()
     _rerun_completes(out)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import typer
 from rich.console import Console
 
 from generator.cli.progress import progress_bar
+from generator.cli.stopping import checked
 from generator.errors import CdpsimError
 
 if TYPE_CHECKING:
@@ -48,13 +50,27 @@ def summarise(console: Console, result: GenerateResult, seconds: float) -> None:
 
 def _test_pause(phase_at: str) -> Callable[[str, int, int], None]:
     """For tests that stop a run at a known phase (CDPSIM_TEST_PAUSE_AT=simulate, write or
-    join): print a marker line to stderr there and wait, so the signal lands in that phase."""
+    join): print a marker line to stderr there and wait, so the signal lands in that phase.
+    `lost-PHASE` instead sends this process SIGINT there and swallows the KeyboardInterrupt, as
+    a C extension may, and carries on: the run must stop at its next block all the same."""
+    lose = phase_at.startswith("lost-")
+    phase_at = phase_at.removeprefix("lost-")
 
     def update(phase: str, done: int, total: int) -> None:
+        nonlocal lose
         at = "join" if phase == "write" and done >= total else phase
-        if at == phase_at:
-            print(f"cdpsim-test-pause {at}", file=sys.stderr, flush=True)
-            time.sleep(60)
+        if at != phase_at:
+            return
+        if lose:
+            lose = False
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+            except KeyboardInterrupt:
+                print(f"cdpsim-test-lost {at}", file=sys.stderr, flush=True)
+            return
+        print(f"cdpsim-test-pause {at}", file=sys.stderr, flush=True)
+        time.sleep(60)
 
     return update
 
@@ -131,13 +147,13 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True, quiet=quiet or as_json)
         started = time.perf_counter()
         pause_at = os.environ.get("CDPSIM_TEST_PAUSE_AT")
+        # Progress is reported at every block and chunk, where a stop signal whose
+        # KeyboardInterrupt was lost on the way (`checked`) is raised again.
         if pause_at:
-            result = generate(request, progress=_test_pause(pause_at))
-        elif console.quiet:
-            result = generate(request)
+            result = generate(request, progress=checked(_test_pause(pause_at)))
         else:
             with progress_bar(console) as bar:
-                result = generate(request, progress=bar)
+                result = generate(request, progress=checked(bar))
         summarise(console, result, time.perf_counter() - started)
         if result.complete and fmt in ("datalake", "batch"):
             from generator.cli.export import export_formats
@@ -163,7 +179,6 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         started = time.perf_counter()
         with progress_bar(console) as bar:
-            result = merge_parts(
-                load_profile(resolve_profile(profile)), out, workers, bar, tune_process=True
-            )
+            prof = load_profile(resolve_profile(profile))
+            result = merge_parts(prof, out, workers, checked(bar), tune_process=True)
         summarise(console, result, time.perf_counter() - started)

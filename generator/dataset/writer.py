@@ -292,6 +292,9 @@ def merge_parts(
                 progress("write", int(counts.sum()), total)
     by_type = {t.name: int(counts[t]) for t in EventType}
     guests_written, customers = _join_guests(out, cutoff)
+    if progress:
+        # Once more before the dataset is committed: a caller's callback may stop the run here.
+        progress("write", int(counts.sum()), total)
     manifest = build_manifest(
         profile=profile,
         plan_seed=plan.seed,
