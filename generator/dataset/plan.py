@@ -17,13 +17,12 @@ from generator.profile import Profile
 
 __all__ = [
     "Plan",
+    "PlanCache",
     "blocks_of",
     "make_plan",
     "parts_dir",
     "profile_digest",
-    "renderer_for",
     "shard_dir",
-    "simulate",
     "sort_key",
     "sort_position",
 ]
@@ -64,16 +63,18 @@ def make_plan(
     guests: int | None,
     events: int | None,
     gzip: bool,
+    cache: PlanCache | None = None,
 ) -> Plan:
-    """Size the population (for an event count) and cut the window, from a small pilot run."""
+    """Size the population (for an event count) and cut the window, from a small pilot run.
+    The pilot's blocks are kept in `cache`, if given, for the run to reuse."""
     seed = profile.seed if seed is None else seed
     days = profile.days if days is None else days
     pilot_world = World(profile, seed=seed, days=days, guests=guests or BLOCK_GUESTS * 2)
     pilot_blocks = min(2, pilot_world.blocks)
-    _pilot.clear()
-    for b in range(pilot_blocks):
-        _pilot[_pilot_key(pilot_world, b)] = simulate_block(pilot_world, b)
-    pilot_times = np.concatenate([f.created_ms for f in _pilot.values()])
+    pilot = [simulate_block(pilot_world, b) for b in range(pilot_blocks)]
+    if cache is not None:
+        cache.keep_pilot(pilot_world, pilot)
+    pilot_times = np.concatenate([f.created_ms for f in pilot])
     pilot_guests = sum(pilot_world.block_size(b) for b in range(pilot_blocks))
     per_guest = max(len(pilot_times) / pilot_guests, 1e-3)
     if guests is None:
@@ -95,22 +96,6 @@ def make_plan(
         inner = np.unique(np.clip(cuts.astype(np.int64), start_ms + 1, end_ms - 1))
     edges = (start_ms, *inner.tolist(), end_ms)
     return Plan(seed, days, guests, edges, events, gzip, round(per_guest * guests))
-
-
-# The pilot's blocks, kept so that phase A in this process need not simulate them again.
-_pilot: dict[tuple[int, int, float, int, int], BlockFacts] = {}
-
-
-def _pilot_key(world: World, block: int) -> tuple[int, int, float, int, int]:
-    # A block's facts depend on the seed, the window and the block's own size, not the
-    # population's: the pilot's full blocks are the run's full blocks.
-    return (id(world.profile), world.seed, world.days, block, world.block_size(block))
-
-
-def simulate(world: World, block: int) -> BlockFacts:
-    """A block's facts: the pilot's, if it simulated this very block, else simulated now."""
-    facts = _pilot.pop(_pilot_key(world, block), None)
-    return facts if facts is not None else simulate_block(world, block)
 
 
 def parts_dir(out: Path) -> Path:
@@ -144,16 +129,38 @@ def profile_digest(profile: Profile) -> str:
     return hashlib.sha256(profile.model_dump_json().encode()).hexdigest()
 
 
-_renderers: dict[tuple[str, int, float, int], BlockRenderer] = {}
+class PlanCache:
+    """What one process builds for a run and reuses while it works on it: the pilot's blocks
+    (phase A need not simulate them again) and the renderer of the plan (its pools and pieces
+    are built once). The caller of a run holds it and hands it to the worker processes it
+    forks; nothing is kept at module level, so a library call leaves nothing behind."""
+
+    def __init__(self) -> None:
+        self._pilot: dict[tuple[int, int, float, int, int], BlockFacts] = {}
+        self._renderer: BlockRenderer | None = None
+        self._renderer_key: tuple[str, int, float, int] | None = None
+
+    def keep_pilot(self, world: World, blocks: list[BlockFacts]) -> None:
+        self._pilot = {_pilot_key(world, b): facts for b, facts in enumerate(blocks)}
+
+    def simulate(self, world: World, block: int) -> BlockFacts:
+        """A block's facts: the pilot's, if it simulated this very block, else simulated now."""
+        facts = self._pilot.pop(_pilot_key(world, block), None)
+        return facts if facts is not None else simulate_block(world, block)
+
+    def renderer(self, profile: Profile, plan: Plan) -> BlockRenderer:
+        """The plan's renderer, built on first use. Keyed by the profile's whole content: two
+        profiles may share a name."""
+        key = (profile_digest(profile), plan.seed, plan.days, plan.guests)
+        if self._renderer is None or self._renderer_key != key:
+            self._renderer = BlockRenderer(
+                World(profile, seed=plan.seed, days=plan.days, guests=plan.guests)
+            )
+            self._renderer_key = key
+        return self._renderer
 
 
-def renderer_for(profile: Profile, plan: Plan) -> BlockRenderer:
-    """One renderer per process and plan (its pools and pieces are built once). Keyed by the
-    profile's whole content: two profiles may share a name, and workers get copies, not it."""
-    key = (profile_digest(profile), plan.seed, plan.days, plan.guests)
-    if key not in _renderers:
-        _renderers.clear()
-        _renderers[key] = BlockRenderer(
-            World(profile, seed=plan.seed, days=plan.days, guests=plan.guests)
-        )
-    return _renderers[key]
+def _pilot_key(world: World, block: int) -> tuple[int, int, float, int, int]:
+    # A block's facts depend on the seed, the window and the block's own size, not the
+    # population's: the pilot's full blocks are the run's full blocks.
+    return (id(world.profile), world.seed, world.days, block, world.block_size(block))

@@ -41,10 +41,10 @@ from generator.dataset.parts import init_worker as init_parts_worker
 from generator.dataset.placement import Placement
 from generator.dataset.plan import (
     Plan,
+    PlanCache,
     blocks_of,
     make_plan,
     parts_dir,
-    renderer_for,
     shard_dir,
     sort_position,
 )
@@ -98,6 +98,8 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
             raise CdpsimError(
                 f"{out} already holds a dataset ({name}); choose an empty --out directory", 2
             )
+    # This run's pilot blocks and renderer: held here, handed to the workers, gone after.
+    cache = PlanCache()
     plan = make_plan(
         req.profile,
         seed=req.seed,
@@ -105,6 +107,7 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
         guests=req.guests,
         events=req.events,
         gzip=req.gzip,
+        cache=cache,
     )
     record = Provenance.of_run(
         req.profile,
@@ -122,19 +125,19 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
         shutil.rmtree(mine)
     write_provenance(out, record)
     # Built once here: forked workers inherit it instead of each building its own.
-    world = renderer_for(req.profile, plan).world
+    world = cache.renderer(req.profile, plan).world
     blocks = len(blocks_of(world, req.shard, 0, 1))
     workers = max(1, min(req.workers, blocks))
     jobs: list[PartsJob] = [(req.profile, plan, out, req.shard, w, workers) for w in range(workers)]
     with contextlib.ExitStack() as stack:
         # One set of worker processes for both phases: forked once, and warm for the second.
         pool = (
-            stack.enter_context(_Pool(workers, _partial(out, plan), plan.buckets))
+            stack.enter_context(_Pool(workers, _partial(out, plan), plan.buckets, cache))
             if workers > 1
             else None
         )
         counts = _run_parts(
-            jobs, blocks, plan.expected // req.shard[1], progress, pool, req.tune_process
+            jobs, blocks, plan.expected // req.shard[1], progress, pool, req.tune_process, cache
         )
         bucket_counts = [sum(c[k] for c in counts) for k in range(plan.buckets)]
         (mine / "counts.json").write_bytes(
@@ -158,6 +161,7 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
             progress=progress,
             pool=pool,
             tune_process=req.tune_process,
+            cache=cache,
         )
 
 
@@ -170,14 +174,15 @@ class _Pool:
     """Worker processes with what both phases hand them: the queue that reports finished blocks
     (phase A) and the shared sizes that place chunks in the output (phase B)."""
 
-    def __init__(self, workers: int, partial: Path, chunks: int) -> None:
+    def __init__(self, workers: int, partial: Path, chunks: int, cache: PlanCache) -> None:
         ctx = mp.get_context("fork")
         self.queue: Any = ctx.Queue()
+        # Forked, not spawned: the workers get the cache (and its renderer) as it is, unpickled.
         self.executor = ProcessPoolExecutor(
             workers,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(self.queue, Placement(ctx, partial, chunks)),
+            initargs=(self.queue, Placement(ctx, partial, chunks), cache),
         )
 
     def __enter__(self) -> _Pool:
@@ -194,7 +199,7 @@ class _Pool:
         self.executor.shutdown()
 
 
-def _init_worker(queue: Any, placement: Placement) -> None:
+def _init_worker(queue: Any, placement: Placement, cache: PlanCache) -> None:
     # Ctrl-C is the parent's to handle (it ends the workers): interrupted mid-way through a
     # queue or lock of multiprocessing, a worker could hang its own exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -203,8 +208,8 @@ def _init_worker(queue: Any, placement: Placement) -> None:
     # A parent that ends without ending us (SIGKILL) must not leave us asleep on the queue.
     parent = mp.parent_process()
     die_with_parent(parent.pid if parent is not None else None)
-    init_parts_worker(queue)
-    init_chunk_worker(placement)
+    init_parts_worker(queue, cache)
+    init_chunk_worker(placement, cache)
 
 
 def _run_parts(
@@ -214,6 +219,7 @@ def _run_parts(
     progress: Progress | None,
     pool: _Pool | None,
     tune_process: bool,
+    cache: PlanCache,
 ) -> list[list[int]]:
     """Phase A, in this process or in one worker process per job."""
     finished = events = 0
@@ -226,7 +232,9 @@ def _run_parts(
             progress("simulate", events, max(expected, events))
 
     if pool is None:
-        return [write_parts(job, on_block=one_more, tune_gc=tune_process) for job in jobs]
+        return [
+            write_parts(job, on_block=one_more, tune_gc=tune_process, cache=cache) for job in jobs
+        ]
     futures: list[Future[list[int]]] = [pool.executor.submit(write_parts, job) for job in jobs]
     while finished < blocks:
         try:
@@ -246,8 +254,10 @@ def merge_parts(
     progress: Progress | None = None,
     pool: _Pool | None = None,
     tune_process: bool = False,
+    cache: PlanCache | None = None,
 ) -> GenerateResult:
     """Phases B and C: from every shard's parts to the finished dataset in `out`."""
+    cache = cache or PlanCache()
     if tune_process:
         keep_freed_memory()
     # Names what is wrong (another profile, seed, size or shard count; a missing shard).
@@ -272,17 +282,17 @@ def merge_parts(
     cutoff = b""
     variants = [len(f.variants) for f in profile.flows]
     exposures = np.zeros((len(variants), max(variants, default=1)), dtype=np.int64)
-    renderer_for(profile, plan)  # built before any fork, as above
+    cache.renderer(profile, plan)  # built before any fork, as above
     with contextlib.ExitStack() as stack:
         dst = stack.enter_context(open(partial, "wb"))
         if pool is None and workers > 1 and len(jobs) > 1:
-            pool = stack.enter_context(_Pool(min(workers, len(jobs)), partial, len(jobs)))
+            pool = stack.enter_context(_Pool(min(workers, len(jobs)), partial, len(jobs), cache))
         # Workers write their chunks into place in the output; alone, this process renders
         # straight in.
         chunks: Iterable[Chunk] = (
             pool.executor.map(write_chunk, jobs)
             if pool is not None and len(jobs) > 1
-            else (write_chunk(job, dst, tune_gc=tune_process) for job in jobs)
+            else (write_chunk(job, dst, tune_gc=tune_process, cache=cache) for job in jobs)
         )
         for chunk in chunks:
             counts += chunk.counts
