@@ -170,7 +170,9 @@ def register(app: typer.Typer) -> None:
             "--profile",
             help="The profile the shards were made from (checked against what their parts record).",
         ),
-        workers: int = typer.Option(1, "--workers", min=1, max=64),
+        workers: int = typer.Option(
+            1, "--workers", min=1, max=64, help="Worker processes that render the chunks."
+        ),
     ) -> None:
         """Join shards written with --shard into one dataset (when they were made apart)."""
         from generator.dataset.writer import merge_parts

@@ -6,16 +6,18 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
 import typer
 from rich.console import Console
 
 from generator import __version__
 from generator.cli import demo, export, generate, info, load, replay, report, serve, validate
+from generator.cli.help import tidy
 from generator.cli.stopping import stopped
 from generator.errors import CdpsimError, ProfileError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "command", "main"]
 
 if os.environ.get("CDPSIM_TEST_PAUSE_AT") == "import":
     # For tests of a Ctrl-C while the CLI's modules load (typer, rich and the package are in).
@@ -29,6 +31,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    # Sub-commands inherit it from the root context: `cdpsim generate -h` too.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 for module in (generate, export, validate, serve, load, replay, demo, report, info):
@@ -50,6 +54,11 @@ def _root(
     """Simulate a Sitecore CDP tenant's traffic."""
 
 
+def command() -> Any:
+    """The click command tree typer builds from `app`, its help tidied (`help.tidy`)."""
+    return tidy(typer.main.get_command(app))
+
+
 def _stopped_code(err: Console) -> int | None:
     said = stopped()
     if said is None:
@@ -62,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; user errors become a readable message and an exit code."""
     err = Console(stderr=True, soft_wrap=True)
     code = _main(argv, err)
-    stopped = _stopped_code(err)
-    return code if stopped is None else stopped
+    said = _stopped_code(err)
+    return code if said is None else said
 
 
 def _main(argv: list[str] | None, err: Console) -> int:
     try:
         # Without standalone mode click hands back the code of a typer.Exit instead of exiting.
-        code = app(args=argv, standalone_mode=False)
+        code = command()(args=argv, standalone_mode=False)
         if isinstance(code, int):
             if code == 130 and stopped() is None:  # typer's answer to Ctrl-C
                 err.print("interrupted")
