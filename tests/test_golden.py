@@ -27,9 +27,9 @@ GOLDEN = {
         "manifest.json": "b00a3e63067a5af992ba9dadc655fbbf3ff6cc241a06b130d670e8184e520ce5",
     },
     "multi-region": {
-        "events.jsonl": "f7f8dd911bce292ec3e3746de525f9cc29e7fa3a8b1b0612ee2b8e38cf8cf41d",
-        "guests.jsonl": "5123e9cea67c5d52fbdf962e3fe2bc8d7bdf70887f2eb2553a82ca6fcc6f863c",
-        "manifest.json": "b9879b142f4d119baa0591ee6d0f493427416e55fb2a7d6a76fb5be2d4f0eb6b",
+        "events.jsonl": "dbd529c0250d4c293cbba397b70c2ac03bc9faa9dd95b2de3772bc2fddebb730",
+        "guests.jsonl": "8cc5b247302746cb54e76091ddea307982deb9ac993427ca6bf0e73a7e232965",
+        "manifest.json": "8da5ffc9c388af44832f6c447ac76eb9b3e852bf026a16a258c31942604daeb4",
     },
 }
 EVENTS = 3000

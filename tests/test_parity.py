@@ -170,6 +170,9 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
         }
         for name in pos_names
     ]
+    total = sum(p["share"] for p in pos)  # shares of a whole: they sum to 1
+    for p in pos:
+        p["share"] /= total
     n_types = draw(st.integers(1, 4))
     types = [f"t{i}" for i in range(n_types)]
     catalog = [
