@@ -6,7 +6,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from rich.console import Console
 from generator.cli.progress import progress_bar
 from generator.cli.stopping import checked
 from generator.errors import CdpsimError
+from generator.profile import MAX_DAYS, MAX_GUESTS
 
 if TYPE_CHECKING:
     from generator.dataset.writer import GenerateResult
@@ -75,6 +77,26 @@ def _test_pause(phase_at: str) -> Callable[[str, int, int], None]:
     return update
 
 
+@contextmanager
+def _saying_what_is_left(out: Path, profile: str) -> Iterator[None]:
+    """On a stop, or a failure that leaves parts: say what is left in `out` and how to go
+    on (the writer has removed what cannot be resumed)."""
+    try:
+        yield
+    except CdpsimError as exc:
+        if not (out / ".parts").is_dir():
+            raise
+        from generator.dataset.writer import leftovers
+
+        raise CdpsimError(f"{exc}\n{leftovers(out, profile)}", exc.code) from None
+    except BaseException as exc:
+        from generator.dataset.writer import leftovers
+
+        if isinstance(exc, KeyboardInterrupt) or (out / ".parts").is_dir():
+            print(leftovers(out, profile), file=sys.stderr)
+        raise
+
+
 def _json(result: GenerateResult, seconds: float) -> str:
     import orjson
 
@@ -101,9 +123,15 @@ def register(app: typer.Typer) -> None:
             None, "--events", min=1, help="Exactly this many events (the first, in time order)."
         ),
         days: float | None = typer.Option(
-            None, "--days", min=0.001, help="Simulate this many days from the profile's start."
+            None,
+            "--days",
+            min=0.001,
+            max=MAX_DAYS,
+            help="Simulate this many days from the profile's start.",
         ),
-        guests: int | None = typer.Option(None, "--guests", min=1, help="Population size."),
+        guests: int | None = typer.Option(
+            None, "--guests", min=1, max=MAX_GUESTS, help="Population size."
+        ),
         seed: int | None = typer.Option(None, "--seed", min=0, help="Override the profile's seed."),
         fmt: str = typer.Option(
             "jsonl",
@@ -117,6 +145,14 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
         as_json: bool = typer.Option(False, "--json", help="One JSON line on stdout at the end."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+        allow_fewer: bool = typer.Option(
+            False,
+            "--allow-fewer",
+            help="With --events: write what the window holds if it holds fewer (else exit 3).",
+        ),
+        force: bool = typer.Option(
+            False, "--force", help="Go on even if the disk or memory looks too small for the run."
+        ),
     ) -> None:
         """Write a fixture dataset: events.jsonl[.gz], guests.jsonl and manifest.json.
 
@@ -143,17 +179,20 @@ def register(app: typer.Typer) -> None:
             shard=_shard(shard),
             workers=workers,
             tune_process=True,  # the CLI's own process: tuned for speed
+            force=force,
+            allow_fewer=allow_fewer,
         )
         console = Console(stderr=True, quiet=quiet or as_json)
         started = time.perf_counter()
         pause_at = os.environ.get("CDPSIM_TEST_PAUSE_AT")
         # Progress is reported at every block and chunk, where a stop signal whose
         # KeyboardInterrupt was lost on the way (`checked`) is raised again.
-        if pause_at:
-            result = generate(request, progress=checked(_test_pause(pause_at)))
-        else:
-            with progress_bar(console) as bar:
-                result = generate(request, progress=checked(bar))
+        with _saying_what_is_left(out, profile):
+            if pause_at:
+                result = generate(request, progress=checked(_test_pause(pause_at)))
+            else:
+                with progress_bar(console) as bar:
+                    result = generate(request, progress=checked(bar))
         summarise(console, result, time.perf_counter() - started)
         if result.complete and fmt in ("datalake", "batch"):
             from generator.cli.export import export_formats
@@ -173,6 +212,12 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(
             1, "--workers", min=1, max=64, help="Worker processes that render the chunks."
         ),
+        allow_fewer: bool = typer.Option(
+            False, "--allow-fewer", help="Write what the parts hold if fewer than asked."
+        ),
+        force: bool = typer.Option(
+            False, "--force", help="Go on even if the disk looks too small for the dataset."
+        ),
     ) -> None:
         """Join shards written with --shard into one dataset (when they were made apart)."""
         from generator.dataset.writer import merge_parts
@@ -180,7 +225,15 @@ def register(app: typer.Typer) -> None:
 
         console = Console(stderr=True)
         started = time.perf_counter()
-        with progress_bar(console) as bar:
+        with _saying_what_is_left(out, profile), progress_bar(console) as bar:
             prof = load_profile(resolve_profile(profile))
-            result = merge_parts(prof, out, workers, checked(bar), tune_process=True)
+            result = merge_parts(
+                prof,
+                out,
+                workers,
+                checked(bar),
+                tune_process=True,
+                force=force,
+                allow_fewer=allow_fewer,
+            )
         summarise(console, result, time.perf_counter() - started)

@@ -33,6 +33,7 @@ import orjson
 
 from generator.dataset.allocator import keep_freed_memory
 from generator.dataset.answer_key import PAIR_DTYPE, VariantOutcome, count_pairs
+from generator.dataset.budget import check_room, join_needs, run_needs
 from generator.dataset.chunks import Chunk, write_chunk
 from generator.dataset.chunks import init_worker as init_chunk_worker
 from generator.dataset.manifest import build_manifest
@@ -48,16 +49,32 @@ from generator.dataset.plan import (
     shard_dir,
     sort_position,
 )
-from generator.dataset.provenance import Provenance, check_parts, write_provenance
+from generator.dataset.provenance import (
+    Provenance,
+    check_parts,
+    read_provenance,
+    write_provenance,
+)
 from generator.errors import CdpsimError
 from generator.events.types import EventType
 from generator.lifecycle import die_with_parent
 from generator.profile import Profile
 
-__all__ = ["GenerateRequest", "GenerateResult", "Progress", "generate", "merge_parts"]
+__all__ = [
+    "FEWER_EXIT",
+    "GenerateRequest",
+    "GenerateResult",
+    "Progress",
+    "generate",
+    "leftovers",
+    "merge_parts",
+]
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 DATASET_FILES = ("events.jsonl", "events.jsonl.gz", "guests.jsonl", "manifest.json")
+PARTIAL_FILES = ("events.jsonl.partial", "events.jsonl.gz.partial")
+# Exit code of a run whose window cannot hold the events asked for (unless allow_fewer).
+FEWER_EXIT = 3
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,10 @@ class GenerateRequest:
     # collector off during the hot phases): the CLI's choice. A library caller's process is
     # left as it was; the package's own worker processes are always tuned.
     tune_process: bool = False
+    # Go on even when the disk or memory looks too small for the run (`budget`).
+    force: bool = False
+    # Write what the window holds when it holds fewer events than asked (else: an error).
+    allow_fewer: bool = False
 
 
 @dataclass
@@ -88,11 +109,16 @@ class GenerateResult:
 
 
 def generate(req: GenerateRequest, progress: Progress | None = None) -> GenerateResult:
-    """Run `cdpsim generate`: write this shard's parts, and the dataset once all parts exist."""
+    """Run `cdpsim generate`: write this shard's parts, and the dataset once all parts exist.
+
+    Refused before any work when the machine cannot hold the run (`budget`, unless
+    `req.force`). A shard whose parts are already whole (a run stopped in its join) is not
+    simulated again. On any failure or stop, what cannot be resumed goes: the events file
+    being written, this shard's unfinished parts, and `out` if this run made it and it is
+    empty; finished parts stay (`leftovers` says what is left and how to go on)."""
     if req.tune_process:
         keep_freed_memory()
     out = req.out
-    out.mkdir(parents=True, exist_ok=True)
     for name in DATASET_FILES:
         if (out / name).exists():
             raise CdpsimError(
@@ -121,13 +147,33 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
     # Before any work: other shards' parts already here must belong to this same run.
     check_parts(out, req.profile, this=record, complete=False)
     mine = shard_dir(out, req.shard)
-    if mine.exists():
-        shutil.rmtree(mine)
-    write_provenance(out, record)
+    whole = (mine / "done").exists() and read_provenance(mine) == record.to_json()
     # Built once here: forked workers inherit it instead of each building its own.
     world = cache.renderer(req.profile, plan).world
     blocks = len(blocks_of(world, req.shard, 0, 1))
     workers = max(1, min(req.workers, blocks))
+    if not whole:
+        check_room(run_needs(plan, req.shard[1], workers), out, force=req.force)
+    made_out = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _generate(req, plan, cache, record, workers, blocks, whole, progress)
+    except BaseException:
+        _tidy(out, req.shard, made_out)
+        raise
+
+
+def _generate(
+    req: GenerateRequest,
+    plan: Plan,
+    cache: PlanCache,
+    record: Provenance,
+    workers: int,
+    blocks: int,
+    whole: bool,
+    progress: Progress | None,
+) -> GenerateResult:
+    out, mine = req.out, shard_dir(req.out, req.shard)
     jobs: list[PartsJob] = [(req.profile, plan, out, req.shard, w, workers) for w in range(workers)]
     with contextlib.ExitStack() as stack:
         # One set of worker processes for both phases: forked once, and warm for the second.
@@ -136,14 +182,18 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
             if workers > 1
             else None
         )
-        counts = _run_parts(
-            jobs, blocks, plan.expected // req.shard[1], progress, pool, req.tune_process, cache
-        )
-        bucket_counts = [sum(c[k] for c in counts) for k in range(plan.buckets)]
-        (mine / "counts.json").write_bytes(
-            orjson.dumps({"plan": plan.to_json(), "buckets": bucket_counts})
-        )
-        (mine / "done").write_text("ok\n")
+        if not whole:
+            if mine.exists():
+                shutil.rmtree(mine)
+            write_provenance(out, record)
+            counts = _run_parts(
+                jobs, blocks, plan.expected // req.shard[1], progress, pool, req.tune_process, cache
+            )
+            bucket_counts = [sum(c[k] for c in counts) for k in range(plan.buckets)]
+            (mine / "counts.json").write_bytes(
+                orjson.dumps({"plan": plan.to_json(), "buckets": bucket_counts})
+            )
+            (mine / "done").write_text("ok\n")
         n = req.shard[1]
         missing = [
             str(i) for i in range(1, n + 1) if not (shard_dir(out, (i, n)) / "done").exists()
@@ -162,7 +212,51 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
             pool=pool,
             tune_process=req.tune_process,
             cache=cache,
+            force=req.force,
+            allow_fewer=req.allow_fewer,
         )
+
+
+def _tidy(out: Path, shard: tuple[int, int], made_out: bool) -> None:
+    """After a failure or a stop: remove what cannot be resumed (see `generate`)."""
+    for name in PARTIAL_FILES:
+        (out / name).unlink(missing_ok=True)
+    mine = shard_dir(out, shard)
+    if mine.is_dir() and not (mine / "done").exists():
+        shutil.rmtree(mine, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: other shards' parts stay
+        parts_dir(out).rmdir()
+    if made_out:
+        with contextlib.suppress(OSError):
+            out.rmdir()
+
+
+def leftovers(out: Path, profile: str) -> str:
+    """What a stopped or failed run left in `out`, and how to go on from it, in a sentence."""
+    parts = parts_dir(out)
+    if not parts.is_dir():
+        return "nothing to resume: the unfinished parts were removed"
+    shards = {}
+    for d in parts.glob("shard-*-of-*"):
+        try:
+            _, i, _, n = d.name.split("-")
+            shards[(int(i), int(n))] = (d / "done").exists()
+        except ValueError:
+            continue
+    counts = {n for _, n in shards}
+    done = sorted(i for (i, _), ok in shards.items() if ok)
+    if len(counts) == 1 and len(done) == (total := counts.pop()):
+        return (
+            f"kept {parts}: every shard is done; the same generate again (or `cdpsim merge "
+            f"{out} --profile {profile}`) writes the dataset from them; `rm -r {parts}` to "
+            "start over"
+        )
+    held = ", ".join(map(str, done)) or "none"
+    of = f" of {total}" if len(counts) == 1 else ""
+    return (
+        f"kept {parts}: shard(s) {held}{of} done (unfinished ones were removed); run the "
+        f"missing shards to finish, or `rm -r {parts}` to start over"
+    )
 
 
 def _partial(out: Path, plan: Plan) -> Path:
@@ -255,9 +349,40 @@ def merge_parts(
     pool: _Pool | None = None,
     tune_process: bool = False,
     cache: PlanCache | None = None,
+    force: bool = False,
+    allow_fewer: bool = False,
 ) -> GenerateResult:
-    """Phases B and C: from every shard's parts to the finished dataset in `out`."""
-    cache = cache or PlanCache()
+    """Phases B and C: from every shard's parts to the finished dataset in `out`. The parts
+    stay until the dataset is whole: a failed or stopped join loses only its events file."""
+    try:
+        return _merge_parts(
+            profile,
+            out,
+            workers,
+            progress,
+            pool,
+            tune_process,
+            cache or PlanCache(),
+            force,
+            allow_fewer,
+        )
+    except BaseException:
+        for name in PARTIAL_FILES:
+            (out / name).unlink(missing_ok=True)
+        raise
+
+
+def _merge_parts(
+    profile: Profile,
+    out: Path,
+    workers: int,
+    progress: Progress | None,
+    pool: _Pool | None,
+    tune_process: bool,
+    cache: PlanCache,
+    force: bool,
+    allow_fewer: bool,
+) -> GenerateResult:
     if tune_process:
         keep_freed_memory()
     # Names what is wrong (another profile, seed, size or shard count; a missing shard).
@@ -273,12 +398,25 @@ def merge_parts(
         )
     plan = Plan.from_json(metas[0]["plan"])
     bucket_counts = [sum(m["buckets"][k] for m in metas) for k in range(plan.buckets)]
-    keep, warnings = _cut(plan, bucket_counts)
+    keep = _cut(plan, bucket_counts)
+    warnings = []
+    if plan.events is not None and (available := sum(bucket_counts)) < plan.events:
+        short = (
+            f"the window holds only {available:,} events for {plan.guests:,} guests, not the "
+            f"{plan.events:,} asked for"
+        )
+        if not allow_fewer:
+            raise CdpsimError(
+                f"{short}: raise --guests or --days, or pass --allow-fewer to write those",
+                FEWER_EXIT,
+            )
+        warnings.append(f"{short}; wrote all {available:,} (--allow-fewer)")
     jobs = [(profile, plan, out, k, keep[k]) for k in range(len(keep))]
     partial = _partial(out, plan)
     name = partial.name.removesuffix(".partial")
     counts = np.zeros(len(EventType), dtype=np.int64)
     total = sum(bucket_counts[k] if n is None else n for k, n in enumerate(keep))
+    check_room(join_needs(plan, total), out, force=force)
     cutoff = b""
     variants = [len(f.variants) for f in profile.flows]
     exposures = np.zeros((len(variants), max(variants, default=1)), dtype=np.int64)
@@ -359,24 +497,19 @@ def _batches(paths: list[Path], dtype: np.dtype, size: int = 1 << 16) -> Iterato
                 yield batch
 
 
-def _cut(plan: Plan, bucket_counts: list[int]) -> tuple[list[int | None], list[str]]:
-    """How many events of each bucket to keep (None: all) so the dataset holds plan.events."""
+def _cut(plan: Plan, bucket_counts: list[int]) -> list[int | None]:
+    """How many events of each bucket to keep (None: all) so the dataset holds plan.events
+    (or all there are, if fewer)."""
     keep: list[int | None] = [None] * plan.buckets
     if plan.events is None:
-        return keep, []
-    available = sum(bucket_counts)
-    if available < plan.events:
-        return keep, [
-            f"the window holds only {available} events for {plan.guests} guests; wrote all "
-            f"of them, not {plan.events} (raise --guests or --days)"
-        ]
+        return keep
     running = 0
     for k, count in enumerate(bucket_counts):
         if running + count >= plan.events:
             keep[k] = plan.events - running
-            return keep[: k + 1], []
+            return keep[: k + 1]
         running += count
-    return keep, []
+    return keep
 
 
 def _guest_lines(out: Path) -> Iterator[bytes]:

@@ -25,6 +25,8 @@ from generator.errors import ProfileError
 __all__ = [
     "ATTRIBUTION_HOURS",
     "JOURNEY_PAGES",
+    "MAX_DAYS",
+    "MAX_GUESTS",
     "SHARE_TOLERANCE",
     "Behaviour",
     "Channel",
@@ -42,6 +44,10 @@ __all__ = [
 
 # Triggered experiments count conversions inside these windows after the run (spec section 4).
 ATTRIBUTION_HOURS = (1, 3, 24, 72, 168)
+
+# The profile's bounds, which the command line's --days and --guests share.
+MAX_DAYS = 3660
+MAX_GUESTS = 50_000_000
 
 # The one rule for shares and weights that split a whole (a flow's variant weights, the points
 # of sale's shares, browsersPerGuest, landing): they must sum to 1 within this, and are then
@@ -148,7 +154,7 @@ class PointOfSale(_Frozen):
 
 
 class Population(_Frozen):
-    guests: int = Field(default=1000, ge=1, le=50_000_000)
+    guests: int = Field(default=1000, ge=1, le=MAX_GUESTS)
     # Share of guests with 1, 2, 3 ... browsers.
     browsers_per_guest: tuple[Probability, ...] = Field(
         default=(0.7, 0.22, 0.08), alias="browsersPerGuest", min_length=1, max_length=3
@@ -335,7 +341,7 @@ class Profile(_Frozen):
     seed: int = Field(default=0, ge=0, lt=2**63)
     client_key: str = Field(pattern=r"^[A-Za-z0-9]{32}$", alias="clientKey")
     start: dt.datetime
-    days: float = Field(default=7, gt=0, le=3660)
+    days: float = Field(default=7, gt=0, le=MAX_DAYS)
     points_of_sale: tuple[PointOfSale, ...] = Field(alias="pointsOfSale", min_length=1)
     population: Population = Population()
     behaviour: Behaviour = Behaviour()
