@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,12 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy generator
 	$(VENV)/bin/lint-imports
 
+# Tests marked slow (long end-to-end runs) are left to test-slow.
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -m slow
 
 bench: $(STAMP)
 	$(PY) bench/run.py
