@@ -4,7 +4,8 @@ product type (pages and channels live with the profile schema, on the same layer
 from __future__ import annotations
 
 import re
-from enum import IntEnum
+import sys
+from enum import EnumType, IntEnum
 
 __all__ = [
     "CLIENT_TYPES",
@@ -19,7 +20,23 @@ __all__ = [
 ]
 
 
-class EventType(IntEnum):
+class _CodeEnumType(EnumType):
+    """The class of an enum whose members go into numpy expressions (`types == EventType.ADD`).
+
+    numpy asks each operand's class for `__array_ufunc__` and `__array_function__` and clears
+    any error that lookup raises (numpy gh-14801). On Python 3.11 a missing attribute of an enum
+    class falls to EnumType.__getattr__, which is Python code: a Ctrl-C pending since the last
+    long numpy call is raised there, and numpy drops it (`generate --workers 1` went on to the
+    end after about one Ctrl-C in ten). The members live in the class dict, so the fallback
+    finds nothing the ordinary lookup missed: let that lookup's AttributeError stand, in C,
+    where no signal handler can run. (3.12 removed EnumType.__getattr__.)
+    """
+
+    if sys.version_info < (3, 12):
+        __getattr__ = type.__getattribute__
+
+
+class EventType(IntEnum, metaclass=_CodeEnumType):
     """Event types CDP stores, with the small integer codes the model's arrays carry."""
 
     VIEW = 0

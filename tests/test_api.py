@@ -111,3 +111,16 @@ def test_generate_from_python_leaves_the_process_as_it_was(
         assert tuned == []  # the allocator of the caller's process is left alone
     finally:
         gc.set_threshold(*DEFAULT_THRESHOLD)
+
+
+def test_generate_from_python_keeps_nothing_once_it_returns(tmp_path: Path) -> None:
+    """No cache at module level: the run's renderer and the pilot's blocks (held by the
+    run's own PlanCache) are gone with the call."""
+    from generator.events.render import BlockRenderer
+    from generator.model.block import BlockFacts
+
+    # Few guests: the pilot's blocks are then not the run's, and nothing would take them.
+    generator.generate("smoke", tmp_path / "a", events=300, guests=40)
+    gc.collect()
+    left = [o for o in gc.get_objects() if isinstance(o, BlockRenderer | BlockFacts)]
+    assert left == []

@@ -253,6 +253,14 @@ def test_ctrl_c_stops_generate_cleanly_and_a_rerun_completes(
     code, err = _stop_at(out, workers, phase, signal.SIGINT)
     assert code == 130, err
     assert "interrupted" in err
+    # It stopped there: the run did not go on to write the dataset (exit 130 or not).
+    assert not (out / "manifest.json").exists()
+    # What cannot be resumed is gone, and it says what is left.
+    if phase == "simulate":
+        assert "nothing to resume" in err and not out.exists()  # it made out, left empty
+    else:  # every part is done: kept, and the way on is named
+        assert f"kept {out}/.parts: every shard is done" in err and "cdpsim merge" in err
+        assert sorted(p.name for p in out.iterdir()) == [".parts"]  # no .partial
     _rerun_completes(out)
 
 

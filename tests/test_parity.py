@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import generator.dataset.plan as dataset_plan
-from generator.dataset.plan import blocks_of, make_plan, renderer_for, simulate
+from generator.dataset.plan import PlanCache, blocks_of, make_plan
 from generator.events.lines import ROW_DTYPE, block_rows, guest_lines, render_rows, sort_rows
 from generator.events.render import BlockRenderer
 from generator.model.block import BlockFacts
@@ -30,10 +30,13 @@ BUNDLED = sorted(p.stem for p in PROFILES.glob("*.yaml"))
 
 
 def _simulated(profile: Profile, guests: int, days: float | None) -> tuple[BlockRenderer, list]:
-    plan = make_plan(profile, seed=None, days=days, guests=guests, events=None, gzip=False)
-    renderer = renderer_for(profile, plan)
+    cache = PlanCache()
+    plan = make_plan(
+        profile, seed=None, days=days, guests=guests, events=None, gzip=False, cache=cache
+    )
+    renderer = cache.renderer(profile, plan)
     world = renderer.world
-    return renderer, [simulate(world, b) for b in blocks_of(world, (1, 1), 0, 1)]
+    return renderer, [cache.simulate(world, b) for b in blocks_of(world, (1, 1), 0, 1)]
 
 
 def _byte_events(renderer: BlockRenderer, blocks: list[BlockFacts], slice_size: int) -> bytes:
@@ -122,8 +125,9 @@ def test_generated_events_file_is_the_dict_path(
     profile = load_profile(PROFILES / "multi-region.yaml")
     out = make_dataset(tmp_path / "d", profile, events=30_000, workers=2)
     plan = make_plan(profile, seed=None, days=None, guests=None, events=30_000, gzip=False)
-    renderer = renderer_for(profile, plan)
-    blocks = [simulate(renderer.world, b) for b in range(renderer.world.blocks)]
+    cache = PlanCache()
+    renderer = cache.renderer(profile, plan)
+    blocks = [cache.simulate(renderer.world, b) for b in range(renderer.world.blocks)]
     assert plan.buckets > 5 and renderer.world.blocks > 1
     want = _dict_events(renderer, blocks).split(b"\n")[:30_000]
     _same_lines((out / "events.jsonl").read_bytes(), b"\n".join([*want, b""]))
@@ -166,6 +170,9 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
         }
         for name in pos_names
     ]
+    total = sum(p["share"] for p in pos)  # shares of a whole: they sum to 1
+    for p in pos:
+        p["share"] /= total
     n_types = draw(st.integers(1, 4))
     types = [f"t{i}" for i in range(n_types)]
     catalog = [

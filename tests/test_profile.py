@@ -141,3 +141,92 @@ def test_cli_reports_profile_errors_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert f"{bad}: flows[0].variants: weights sum to 1.3, must be 1" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_key_given_twice_is_refused_naming_the_line(tmp_path: Path) -> None:
+    text = (PROFILES / "smoke.yaml").read_text().replace("seed: 7\n", "seed: 7\nseed: 8\n", 1)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text)
+    with pytest.raises(ProfileError) as info:
+        load_profile(twice)
+    (problem,) = info.value.problems
+    assert problem.startswith("line 4, column 1:") and "'seed' is given twice" in problem
+    assert "first on line 3" in problem
+    # Keys a merge brings in may be overridden: that is not a repeat.
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(text.replace("seed: 8\n", "") + "\nx: &base {a: 1}\ny: {<<: *base, a: 2}\n")
+    with pytest.raises(ProfileError) as info:
+        load_profile(merged)
+    assert not any("twice" in p for p in info.value.problems)  # only x and y are unknown
+
+
+def test_no_follow_on_error_after_the_real_ones() -> None:
+    data = base()
+    data["pointsOfSale"][0]["timezone"] = "Nowhere/City"
+    problems = _problems(data)
+    assert problems == [
+        "pointsOfSale[0].timezone: unknown timezone 'Nowhere/City' (use an IANA name such as "
+        "Europe/Dublin)"
+    ]
+    data["pointsOfSale"] = []  # truly empty: then the length is the problem
+    assert any("at least 1 item" in p for p in _problems(data))
+
+
+def test_a_misspelt_bundled_name_lists_them_and_suggests_the_nearest() -> None:
+    from generator.profile import resolve_profile
+
+    with pytest.raises(ProfileError) as info:
+        resolve_profile("retail-irland")
+    (problem,) = info.value.problems
+    assert "bundled: multi-region, retail-ireland, smoke" in problem
+    assert problem.endswith("did you mean retail-ireland?")
+    with pytest.raises(ProfileError, match=r"smoke\)$"):
+        resolve_profile("zzz")  # nothing near: the list alone
+    assert resolve_profile("smoke").name == "smoke.yaml"
+
+
+@pytest.mark.parametrize(
+    ("group", "values"),
+    [("variants", [0.333, 0.333, 0.333]), ("shares", [0.6, 0.405])],
+)
+def test_weights_and_shares_follow_one_rule(group: str, values: list[float]) -> None:
+    """Within SHARE_TOLERANCE of 1: accepted and divided by their sum; else refused, with
+    the same message for variant weights and point-of-sale shares."""
+    from generator.profile import SHARE_TOLERANCE
+
+    data = base()
+
+    def set_values(vals: list[float]) -> None:
+        if group == "variants":
+            data["flows"][0]["variants"] = [
+                {"name": f"v{i}", "weight": v, "conversionRate": 0.1} for i, v in enumerate(vals)
+            ]
+        else:
+            pos = data["pointsOfSale"][0]
+            data["pointsOfSale"] = [
+                {**pos, "name": f"shop/{i}", "share": v} for i, v in enumerate(vals)
+            ]
+
+    set_values(values)
+    profile = parse_profile(data)
+    got = (
+        [v.weight for v in profile.flows[0].variants]
+        if group == "variants"
+        else [p.share for p in profile.points_of_sale]
+    )
+    assert sum(got) == pytest.approx(1, abs=1e-12)
+    assert got == pytest.approx([v / sum(values) for v in values])
+    off = [v * (1 + 3 * SHARE_TOLERANCE) for v in values]  # 3% over: refused
+    set_values(off)
+    assert any("must be 1 (within 0.01" in p for p in _problems(data))
+    set_values([60, 40])  # percentages: refused, saying how to write them
+    assert any("sum to 100, must be 1" in p and "0.6 and 0.4" in p for p in _problems(data))
+
+
+def test_shares_given_for_every_point_of_sale_or_none() -> None:
+    data = base()
+    pos = data["pointsOfSale"][0]
+    data["pointsOfSale"] = [{**pos, "name": f"shop/{i}"} for i in range(4)]
+    assert [p.share for p in parse_profile(data).points_of_sale] == [0.25] * 4
+    data["pointsOfSale"][0]["share"] = 0.5
+    assert any("every point of sale or for none" in p for p in _problems(data))

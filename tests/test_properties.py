@@ -38,6 +38,9 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
         }
         for i in range(n_pos)
     ]
+    total = sum(p["share"] for p in pos)  # shares of a whole: they sum to 1
+    for p in pos:
+        p["share"] /= total
     goals = draw(st.lists(st.sampled_from(TYPES[:3]), min_size=0, max_size=3, unique=True))
     flows = []
     for i, goal in enumerate(goals):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +15,9 @@ import typer
 from rich.console import Console
 
 from generator.cli.progress import progress_bar
+from generator.cli.stopping import checked
 from generator.errors import CdpsimError
+from generator.profile import MAX_DAYS, MAX_GUESTS
 
 if TYPE_CHECKING:
     from generator.dataset.writer import GenerateResult
@@ -48,15 +52,49 @@ def summarise(console: Console, result: GenerateResult, seconds: float) -> None:
 
 def _test_pause(phase_at: str) -> Callable[[str, int, int], None]:
     """For tests that stop a run at a known phase (CDPSIM_TEST_PAUSE_AT=simulate, write or
-    join): print a marker line to stderr there and wait, so the signal lands in that phase."""
+    join): print a marker line to stderr there and wait, so the signal lands in that phase.
+    `lost-PHASE` instead sends this process SIGINT there and swallows the KeyboardInterrupt, as
+    a C extension may, and carries on: the run must stop at its next block all the same."""
+    lose = phase_at.startswith("lost-")
+    phase_at = phase_at.removeprefix("lost-")
 
     def update(phase: str, done: int, total: int) -> None:
+        nonlocal lose
         at = "join" if phase == "write" and done >= total else phase
-        if at == phase_at:
-            print(f"cdpsim-test-pause {at}", file=sys.stderr, flush=True)
-            time.sleep(60)
+        if at != phase_at:
+            return
+        if lose:
+            lose = False
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+            except KeyboardInterrupt:
+                print(f"cdpsim-test-lost {at}", file=sys.stderr, flush=True)
+            return
+        print(f"cdpsim-test-pause {at}", file=sys.stderr, flush=True)
+        time.sleep(60)
 
     return update
+
+
+@contextmanager
+def _saying_what_is_left(out: Path, profile: str) -> Iterator[None]:
+    """On a stop, or a failure that leaves parts: say what is left in `out` and how to go
+    on (the writer has removed what cannot be resumed)."""
+    try:
+        yield
+    except CdpsimError as exc:
+        if not (out / ".parts").is_dir():
+            raise
+        from generator.dataset.writer import leftovers
+
+        raise CdpsimError(f"{exc}\n{leftovers(out, profile)}", exc.code) from None
+    except BaseException as exc:
+        from generator.dataset.writer import leftovers
+
+        if isinstance(exc, KeyboardInterrupt) or (out / ".parts").is_dir():
+            print(leftovers(out, profile), file=sys.stderr)
+        raise
 
 
 def _json(result: GenerateResult, seconds: float) -> str:
@@ -85,9 +123,15 @@ def register(app: typer.Typer) -> None:
             None, "--events", min=1, help="Exactly this many events (the first, in time order)."
         ),
         days: float | None = typer.Option(
-            None, "--days", min=0.001, help="Simulate this many days from the profile's start."
+            None,
+            "--days",
+            min=0.001,
+            max=MAX_DAYS,
+            help="Simulate this many days from the profile's start.",
         ),
-        guests: int | None = typer.Option(None, "--guests", min=1, help="Population size."),
+        guests: int | None = typer.Option(
+            None, "--guests", min=1, max=MAX_GUESTS, help="Population size."
+        ),
         seed: int | None = typer.Option(None, "--seed", min=0, help="Override the profile's seed."),
         fmt: str = typer.Option(
             "jsonl",
@@ -111,6 +155,14 @@ def register(app: typer.Typer) -> None:
         ),
         as_json: bool = typer.Option(False, "--json", help="One JSON line on stdout at the end."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+        allow_fewer: bool = typer.Option(
+            False,
+            "--allow-fewer",
+            help="With --events: write what the window holds if it holds fewer (else exit 3).",
+        ),
+        force: bool = typer.Option(
+            False, "--force", help="Go on even if the disk or memory looks too small for the run."
+        ),
     ) -> None:
         """Write a fixture dataset: events.jsonl[.gz], guests.jsonl and manifest.json.
 
@@ -148,6 +200,8 @@ def register(app: typer.Typer) -> None:
             shard=_shard(shard),
             workers=workers,
             tune_process=True,  # the CLI's own process: tuned for speed
+            force=force,
+            allow_fewer=allow_fewer,
         )
         console = Console(stderr=True, quiet=quiet or as_json)
         started = time.perf_counter()
@@ -165,13 +219,14 @@ def register(app: typer.Typer) -> None:
                 return generate_datalake(req, snapshots, progress)
 
         pause_at = os.environ.get("CDPSIM_TEST_PAUSE_AT")
-        if pause_at:
-            result = run(request, progress=_test_pause(pause_at))
-        elif console.quiet:
-            result = run(request)
-        else:
-            with progress_bar(console) as bar:
-                result = run(request, progress=bar)
+        # Progress is reported at every block and chunk, where a stop signal whose
+        # KeyboardInterrupt was lost on the way (`checked`) is raised again.
+        with _saying_what_is_left(out, profile):
+            if pause_at:
+                result = run(request, progress=checked(_test_pause(pause_at)))
+            else:
+                with progress_bar(console) as bar:
+                    result = run(request, progress=checked(bar))
         summarise(console, result, time.perf_counter() - started)
         if result.complete and mix is not None:
             from generator.fault_injection import write_dirty_copy
@@ -195,7 +250,15 @@ def register(app: typer.Typer) -> None:
             "--profile",
             help="The profile the shards were made from (checked against what their parts record).",
         ),
-        workers: int = typer.Option(1, "--workers", min=1, max=64),
+        workers: int = typer.Option(
+            1, "--workers", min=1, max=64, help="Worker processes that render the chunks."
+        ),
+        allow_fewer: bool = typer.Option(
+            False, "--allow-fewer", help="Write what the parts hold if fewer than asked."
+        ),
+        force: bool = typer.Option(
+            False, "--force", help="Go on even if the disk looks too small for the dataset."
+        ),
     ) -> None:
         """Join shards written with --shard into one dataset (when they were made apart)."""
         from generator.datalake.generate import finish_datalake, is_datalake_run
@@ -210,8 +273,15 @@ def register(app: typer.Typer) -> None:
             result = finish_datalake(out, load_profile(resolve_profile(profile)))
             summarise(console, result, time.perf_counter() - started)
             return
-        with progress_bar(console) as bar:
+        with _saying_what_is_left(out, profile), progress_bar(console) as bar:
+            prof = load_profile(resolve_profile(profile))
             result = merge_parts(
-                load_profile(resolve_profile(profile)), out, workers, bar, tune_process=True
+                prof,
+                out,
+                workers,
+                checked(bar),
+                tune_process=True,
+                force=force,
+                allow_fewer=allow_fewer,
             )
         summarise(console, result, time.perf_counter() - started)

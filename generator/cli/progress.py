@@ -14,8 +14,8 @@ __all__ = ["progress_bar"]
 
 @contextmanager
 def progress_bar(console: Console) -> Iterator[Callable[[str, int, int], None]]:
-    """Yields update(phase, done, total); a no-op when output is not a terminal."""
-    if not console.is_terminal:
+    """Yields update(phase, done, total); a no-op when output is not a terminal, or quiet."""
+    if console.quiet or not console.is_terminal:
         yield lambda phase, done, total: None
         return
     # Imported only when a bar is drawn: a run into a pipe or a file never needs them.

@@ -17,6 +17,12 @@ EXIT_FAILURES = 3
 EXIT_INTERRUPTED = 130
 
 
+def _check_speed(value: str) -> str:
+    """Checked as the option is parsed, so the error names --speed."""
+    _speed(value)
+    return value
+
+
 def _speed(value: str) -> float | None:
     if value.strip().lower() == "max":
         return None
@@ -38,7 +44,10 @@ def register(app: typer.Typer) -> None:
         target: str = typer.Option(..., "--target", help="Stream API base URL."),
         rate: float = typer.Option(0.0, "--rate", min=0, help="Requests/s cap (0: no cap)."),
         speed: str = typer.Option(
-            "max", "--speed", help="Replay the dataset's gaps X times faster, or max."
+            "max",
+            "--speed",
+            callback=_check_speed,
+            help="Replay the dataset's gaps X times faster, or max.",
         ),
         concurrency: int = typer.Option(16, "--concurrency", min=1, help="Guests in flight."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint."),
@@ -145,13 +154,22 @@ def register(app: typer.Typer) -> None:
             disable=not progress,
         )
         task = bar.add_task("replay", total=None, rps=0.0)
+        started = False
 
         def on_progress(finished: int, total: int, rps: float) -> None:
+            # Drawn from the first progress on: input errors come before any bar.
+            nonlocal started
+            if not started:
+                bar.start()
+                started = True
             bar.update(task, completed=finished, total=total, rps=rps)
             bar.refresh()
 
-        with bar:
+        try:
             result = replay(options, on_progress=on_progress)
+        finally:
+            if started:
+                bar.stop()
         data = build_report(result)
         render_report(data, err)
         line = orjson.dumps(data)

@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from generator.cli.progress import progress_bar
+from generator.cli.stopping import checked
+
 __all__ = ["register"]
 
 
@@ -28,7 +31,10 @@ def register(app: typer.Typer) -> None:
         if lake_dir.is_dir() and not any((directory / n).is_file() for n in EVENT_FILES):
             _validate_lake(console, directory, as_json, quiet)
             return
-        report = validate_dataset(directory)
+        # The bar counts lines against the manifest's event count (quiet or --json: none).
+        bar_console = Console(stderr=True, quiet=quiet or as_json)
+        with progress_bar(bar_console) as bar:
+            report = validate_dataset(directory, progress=checked(bar))
         if (directory / "datalake").is_dir():
             from generator.datalake.check import check_datalake
             from generator.dataset.reader import open_dataset

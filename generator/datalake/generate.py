@@ -44,12 +44,11 @@ from generator.dataset.manifest import build_manifest
 from generator.dataset.parts import no_cyclic_gc
 from generator.dataset.plan import (
     Plan,
+    PlanCache,
     make_plan,
     parts_dir,
     profile_digest,
-    renderer_for,
     shard_dir,
-    simulate,
     sort_key,
 )
 from generator.dataset.provenance import Provenance, check_parts, write_provenance
@@ -63,7 +62,7 @@ from generator.dataset.writer import (
 from generator.errors import CdpsimError
 from generator.events.types import EventType
 from generator.lifecycle import die_with_parent
-from generator.model.block import BlockFacts
+from generator.model.block import BlockFacts, simulate_block
 from generator.profile import Profile
 
 __all__ = ["EVENTS_PER_PART", "finish_datalake", "generate_datalake", "is_datalake_run"]
@@ -101,6 +100,15 @@ def is_datalake_run(out: Path) -> bool:
     return False
 
 
+# The running call's cache (its renderer, built once): set for the call's length and inherited
+# by the workers it forks; None between calls, so a library call leaves nothing behind.
+_run_cache: PlanCache | None = None
+
+
+def _cache() -> PlanCache:
+    return _run_cache if _run_cache is not None else PlanCache()
+
+
 def generate_datalake(
     req: GenerateRequest,
     snapshots: str = "last",
@@ -109,6 +117,17 @@ def generate_datalake(
 ) -> GenerateResult:
     """Write this shard's parts of the data lake export into OUT/datalake, and the manifest
     once every part is there."""
+    global _run_cache
+    _run_cache = PlanCache()
+    try:
+        return _generate_datalake(req, snapshots, progress, events_per_part)
+    finally:
+        _run_cache = None
+
+
+def _generate_datalake(
+    req: GenerateRequest, snapshots: str, progress: Progress | None, events_per_part: int
+) -> GenerateResult:
     if req.tune_process:
         _tune()
     if snapshots not in ("last", "daily"):
@@ -118,7 +137,7 @@ def generate_datalake(
     plan = make_plan(
         profile, seed=req.seed, days=req.days, guests=req.guests, events=req.events, gzip=False
     )
-    world = renderer_for(profile, plan).world  # built before any fork: workers inherit it
+    world = _cache().renderer(profile, plan).world  # built before any fork: workers inherit it
     blocks = world.blocks
     events = plan.expected if plan.events is None else min(plan.events, plan.expected)
     per = math.ceil(blocks / max(1, min(blocks, math.ceil(events / events_per_part))))
@@ -224,7 +243,7 @@ def _find_cut(
     tune = req.tune_process
     for c in _gather(jobs, _spool_keys, pool, progress, "simulate", plan.expected, tune):
         counts += np.asarray(c, dtype=np.int64)
-    keep, warnings = cut_buckets(plan, counts.tolist())
+    keep, warnings = cut_buckets(plan, counts.tolist(), req.allow_fewer)
     files = sorted(spool.glob("w*.keys"))
     if keep and keep[-1] is not None:
         k, n = len(keep) - 1, int(keep[-1])
@@ -251,11 +270,11 @@ def _spool_keys(job: tuple[Profile, Plan, Path, list[int], set[int], Path]) -> l
     facts of this shard's own blocks are kept for pass 2 (reading them back costs a fraction
     of simulating them again)."""
     profile, plan, path, blocks, own, facts_dir = job
-    world = renderer_for(profile, plan).world
+    world = _cache().renderer(profile, plan).world
     counts = np.zeros(plan.buckets, dtype=np.int64)
     with open(path, "wb", buffering=1 << 20) as fh:
         for b in blocks:
-            facts = simulate(world, b)
+            facts = simulate_block(world, b)
             keys = np.empty(len(facts), dtype=_KEY_DTYPE)
             keys["bucket"] = plan.bucket_of(facts.created_ms)
             keys["created"], keys["hi"], keys["lo"] = facts.created_ms, facts.ref_hi, facts.ref_lo
@@ -320,7 +339,7 @@ class _Versions:
 def _write_part(job: PartJob) -> dict[str, Any]:
     """Everything of one part's guests, in every snapshot folder; returns its figures."""
     profile, plan, out, shard, layout, part = job
-    renderer = renderer_for(profile, plan)
+    renderer = _cache().renderer(profile, plan)
     world = renderer.world
     lake_dir = out / LAKE
     folders = layout.folders
@@ -339,7 +358,7 @@ def _write_part(job: PartJob) -> dict[str, Any]:
 
     kept = _facts_dir(shard_dir(out, shard))
     for b in layout.blocks_of(part):
-        facts = _kept_facts(kept, b) or simulate(world, b)
+        facts = _kept_facts(kept, b) or simulate_block(world, b)
         lake = BlockLake(renderer, facts, layout.cut)
         for day, lo, hi in lake.days(0, lake.n, DAY_MS):
             where = lake_dir / folders[home(day)] / "events" / f"meta_created_at_date={_date(day)}"

@@ -12,7 +12,7 @@ import numpy as np
 
 from generator.dataset.parts import no_cyclic_gc
 from generator.dataset.placement import Placement
-from generator.dataset.plan import Plan, parts_dir, renderer_for, sort_key
+from generator.dataset.plan import Plan, PlanCache, parts_dir, sort_key
 from generator.events.lines import ROW_DTYPE, render_rows, sort_rows
 from generator.events.render import BlockRenderer
 from generator.events.types import EventType
@@ -36,26 +36,34 @@ class Chunk:
     last_key: bytes
 
 
-# In a worker process of a parallel run: where its chunks go.
+# In a worker process of a parallel run: where its chunks go, and the parent's PlanCache.
 _placement: Placement | None = None
+_worker_cache: PlanCache | None = None
 
 
-def init_worker(placement: Placement) -> None:
-    global _placement
+def init_worker(placement: Placement, cache: PlanCache) -> None:
+    global _placement, _worker_cache
     _placement = placement
+    _worker_cache = cache
 
 
-def write_chunk(job: ChunkJob, sink: IO[bytes] | None = None, tune_gc: bool = True) -> Chunk:
+def write_chunk(
+    job: ChunkJob,
+    sink: IO[bytes] | None = None,
+    tune_gc: bool = True,
+    cache: PlanCache | None = None,
+) -> Chunk:
     """Sort one bucket across every shard and worker; cut; render it. This process, alone,
     streams the text into `sink`; a worker process holds its chunk's text until the chunk's
     place in the output is known, then writes it there. `tune_gc`: as for `write_parts`."""
+    cache = cache or _worker_cache or PlanCache()
     with no_cyclic_gc(tune_gc):
         if sink is not None:
-            return _write_chunk(*job, sink=sink)
+            return _write_chunk(*job, cache=cache, sink=sink)
         if _placement is None:
             raise RuntimeError("write_chunk: no sink, and not in a worker of a parallel run")
         try:
-            return _write_chunk(*job, sink=None)
+            return _write_chunk(*job, cache=cache, sink=None)
         except BaseException:
             _placement.fail(job[3])
             raise
@@ -67,6 +75,7 @@ def _write_chunk(
     out: Path,
     k: int,
     keep: int | None,
+    cache: PlanCache,
     sink: IO[bytes] | None,
 ) -> Chunk:
     parts, extras = [], []
@@ -85,7 +94,7 @@ def _write_chunk(
         order = order[:keep]
     kept = rows[order]
     del rows, order
-    slices = _slices(renderer_for(profile, plan), kept, b"".join(extras))
+    slices = _slices(cache.renderer(profile, plan), kept, b"".join(extras))
     # For .gz output each chunk is one whole gzip member: members concatenate into one file.
     packer = zlib.compressobj(6, zlib.DEFLATED, 31) if plan.gzip and len(kept) else None
     if sink is not None:

@@ -12,7 +12,7 @@ from typing import IO, Any
 import numpy as np
 
 from generator.dataset.answer_key import exposed_pairs
-from generator.dataset.plan import Plan, blocks_of, renderer_for, shard_dir, simulate, sort_key
+from generator.dataset.plan import Plan, PlanCache, blocks_of, shard_dir, sort_key
 from generator.events.lines import block_rows, guest_lines
 from generator.events.render import BlockRenderer
 from generator.events.types import EventType
@@ -43,22 +43,30 @@ def no_cyclic_gc(enabled: bool = True) -> Iterator[None]:
             gc.enable()
 
 
-# In a worker process, the queue that carries "one more block done" to the parent.
+# In a worker process (the package's own): the queue that carries "one more block done" to the
+# parent, and the parent's PlanCache as the fork copied it.
 _done_queue: Any = None
+_worker_cache: PlanCache | None = None
 
 
-def init_worker(queue: Any) -> None:
-    global _done_queue
+def init_worker(queue: Any, cache: PlanCache) -> None:
+    global _done_queue, _worker_cache
     _done_queue = queue
+    _worker_cache = cache
 
 
 def write_parts(
-    job: PartsJob, on_block: Callable[[int], None] | None = None, tune_gc: bool = True
+    job: PartsJob,
+    on_block: Callable[[int], None] | None = None,
+    tune_gc: bool = True,
+    cache: PlanCache | None = None,
 ) -> list[int]:
     """Simulate one worker's blocks into bucket files; returns events per bucket. `tune_gc`:
-    the cyclic collector off meanwhile (a worker process, or the CLI's own)."""
+    the cyclic collector off meanwhile (a worker process, or the CLI's own). `cache`: the
+    caller's (in a worker, the parent's, from `init_worker`)."""
+    cache = cache or _worker_cache or PlanCache()
     with no_cyclic_gc(tune_gc):
-        return _write_parts(*job, on_block=on_block)
+        return _write_parts(*job, cache=cache, on_block=on_block)
 
 
 def _write_parts(
@@ -68,9 +76,10 @@ def _write_parts(
     shard: tuple[int, int],
     worker: int,
     workers: int,
+    cache: PlanCache,
     on_block: Callable[[int], None] | None,
 ) -> list[int]:
-    renderer = renderer_for(profile, plan)
+    renderer = cache.renderer(profile, plan)
     world = renderer.world
     base = shard_dir(out, shard) / f"w{worker}"
     base.mkdir(parents=True, exist_ok=True)
@@ -86,7 +95,7 @@ def _write_parts(
         guests_out = open_part("guests", 1 << 20)
         pairs_out = open_part("pairs", 1 << 20)
         for block in blocks_of(world, shard, worker, workers):
-            facts = simulate(world, block)
+            facts = cache.simulate(world, block)
             rows, extras = block_rows(renderer, facts)
             bucket = plan.bucket_of(rows["created"])
             order = np.argsort(bucket, kind="stable")

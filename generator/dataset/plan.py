@@ -10,25 +10,29 @@ from typing import Any
 
 import numpy as np
 
+from generator.errors import CdpsimError
 from generator.events.render import BlockRenderer
 from generator.model.block import BlockFacts, simulate_block
 from generator.model.world import BLOCK_GUESTS, World
-from generator.profile import Profile
+from generator.profile import MAX_DAYS, MAX_GUESTS, Profile
 
 __all__ = [
     "Plan",
+    "PlanCache",
     "blocks_of",
     "make_plan",
     "parts_dir",
     "profile_digest",
-    "renderer_for",
     "shard_dir",
-    "simulate",
     "sort_key",
     "sort_position",
 ]
 
 BUCKET_TARGET = 80_000  # events a time bucket should hold: bounds the memory of sorting one
+# Sessions the pilot simulates at most (expected from the profile's rate): a long window gets a
+# shorter pilot, so that planning itself stays small (4,096 guests over 10 years would be some
+# 200M events). Typical runs stay well under it and keep their pilot, whose blocks they reuse.
+PILOT_SESSIONS = 60_000
 
 
 @dataclass(frozen=True)
@@ -64,24 +68,47 @@ def make_plan(
     guests: int | None,
     events: int | None,
     gzip: bool,
+    cache: PlanCache | None = None,
 ) -> Plan:
-    """Size the population (for an event count) and cut the window, from a small pilot run."""
+    """Size the population (for an event count) and cut the window, from a small pilot run.
+    The pilot's blocks are kept in `cache`, if given, for the run to reuse."""
     seed = profile.seed if seed is None else seed
     days = profile.days if days is None else days
-    pilot_world = World(profile, seed=seed, days=days, guests=guests or BLOCK_GUESTS * 2)
+    if not 0 < days <= MAX_DAYS:
+        raise CdpsimError(f"days {days:g}: must be above 0 and at most {MAX_DAYS:,}", 2)
+    if guests is not None and not 1 <= guests <= MAX_GUESTS:
+        raise CdpsimError(f"guests {guests:,}: must be between 1 and {MAX_GUESTS:,}", 2)
+    pilot_guests = guests or BLOCK_GUESTS * 2
+    # The pilot simulates its first two blocks at most, over the whole window; a long window
+    # gets a shorter pilot (a week at least, for the daily and weekly rhythm), scaled up.
+    simulated = min(pilot_guests, 2 * BLOCK_GUESTS)
+    per_day = profile.population.sessions_per_week / 7
+    pilot_days = days
+    if simulated * per_day * days > PILOT_SESSIONS:
+        pilot_days = min(days, max(7.0, PILOT_SESSIONS / (simulated * per_day)))
+        if simulated * per_day * pilot_days > PILOT_SESSIONS:  # a very busy population
+            pilot_guests = max(256, int(PILOT_SESSIONS / (per_day * pilot_days)))
+    pilot_world = World(profile, seed=seed, days=pilot_days, guests=pilot_guests)
     pilot_blocks = min(2, pilot_world.blocks)
-    _pilot.clear()
-    for b in range(pilot_blocks):
-        _pilot[_pilot_key(pilot_world, b)] = simulate_block(pilot_world, b)
-    pilot_times = np.concatenate([f.created_ms for f in _pilot.values()])
+    pilot = [simulate_block(pilot_world, b) for b in range(pilot_blocks)]
+    if cache is not None:
+        cache.keep_pilot(pilot_world, pilot)
+    pilot_times = np.concatenate([f.created_ms for f in pilot])
     pilot_guests = sum(pilot_world.block_size(b) for b in range(pilot_blocks))
-    per_guest = max(len(pilot_times) / pilot_guests, 1e-3)
+    per_guest = max(len(pilot_times) / pilot_guests * days / pilot_days, 1e-3)
     if guests is None:
         if events is not None:
             # Enough guests to hold the requested events with room to spare (more, relatively,
             # for small runs, whose totals vary more); the run is then cut at exactly that
             # many, in time order.
             guests = max(1, math.ceil((events * 1.1 + 60 * math.sqrt(events)) / per_guest))
+            if guests > MAX_GUESTS:
+                raise CdpsimError(
+                    f"{events:,} events need about {guests:,} guests over {days:g} days, more "
+                    f"than a profile may have ({MAX_GUESTS:,}): ask for fewer events, or more "
+                    "days",
+                    2,
+                )
         else:
             guests = profile.population.guests
     buckets = max(1, min(4096, math.ceil(per_guest * guests / BUCKET_TARGET)))
@@ -90,27 +117,16 @@ def make_plan(
     start_ms = pilot_world.start_ms
     end_ms = int(start_ms + days * 86_400_000) + 1
     inner = np.zeros(0, dtype=np.int64)
-    if len(pilot_times) and buckets > 1:
+    if pilot_days < days and buckets > 1:
+        # A shortened pilot cannot place cuts over the whole window: equal widths, which over
+        # a long window average the rhythm out.
+        cuts = np.linspace(start_ms, end_ms, buckets + 1)[1:-1]
+        inner = np.unique(np.clip(cuts.astype(np.int64), start_ms + 1, end_ms - 1))
+    elif len(pilot_times) and buckets > 1:
         cuts = np.quantile(pilot_times, np.linspace(0, 1, buckets + 1)[1:-1])
         inner = np.unique(np.clip(cuts.astype(np.int64), start_ms + 1, end_ms - 1))
     edges = (start_ms, *inner.tolist(), end_ms)
     return Plan(seed, days, guests, edges, events, gzip, round(per_guest * guests))
-
-
-# The pilot's blocks, kept so that phase A in this process need not simulate them again.
-_pilot: dict[tuple[int, int, float, int, int], BlockFacts] = {}
-
-
-def _pilot_key(world: World, block: int) -> tuple[int, int, float, int, int]:
-    # A block's facts depend on the seed, the window and the block's own size, not the
-    # population's: the pilot's full blocks are the run's full blocks.
-    return (id(world.profile), world.seed, world.days, block, world.block_size(block))
-
-
-def simulate(world: World, block: int) -> BlockFacts:
-    """A block's facts: the pilot's, if it simulated this very block, else simulated now."""
-    facts = _pilot.pop(_pilot_key(world, block), None)
-    return facts if facts is not None else simulate_block(world, block)
 
 
 def parts_dir(out: Path) -> Path:
@@ -144,16 +160,38 @@ def profile_digest(profile: Profile) -> str:
     return hashlib.sha256(profile.model_dump_json().encode()).hexdigest()
 
 
-_renderers: dict[tuple[str, int, float, int], BlockRenderer] = {}
+class PlanCache:
+    """What one process builds for a run and reuses while it works on it: the pilot's blocks
+    (phase A need not simulate them again) and the renderer of the plan (its pools and pieces
+    are built once). The caller of a run holds it and hands it to the worker processes it
+    forks; nothing is kept at module level, so a library call leaves nothing behind."""
+
+    def __init__(self) -> None:
+        self._pilot: dict[tuple[int, int, float, int, int], BlockFacts] = {}
+        self._renderer: BlockRenderer | None = None
+        self._renderer_key: tuple[str, int, float, int] | None = None
+
+    def keep_pilot(self, world: World, blocks: list[BlockFacts]) -> None:
+        self._pilot = {_pilot_key(world, b): facts for b, facts in enumerate(blocks)}
+
+    def simulate(self, world: World, block: int) -> BlockFacts:
+        """A block's facts: the pilot's, if it simulated this very block, else simulated now."""
+        facts = self._pilot.pop(_pilot_key(world, block), None)
+        return facts if facts is not None else simulate_block(world, block)
+
+    def renderer(self, profile: Profile, plan: Plan) -> BlockRenderer:
+        """The plan's renderer, built on first use. Keyed by the profile's whole content: two
+        profiles may share a name."""
+        key = (profile_digest(profile), plan.seed, plan.days, plan.guests)
+        if self._renderer is None or self._renderer_key != key:
+            self._renderer = BlockRenderer(
+                World(profile, seed=plan.seed, days=plan.days, guests=plan.guests)
+            )
+            self._renderer_key = key
+        return self._renderer
 
 
-def renderer_for(profile: Profile, plan: Plan) -> BlockRenderer:
-    """One renderer per process and plan (its pools and pieces are built once). Keyed by the
-    profile's whole content: two profiles may share a name, and workers get copies, not it."""
-    key = (profile_digest(profile), plan.seed, plan.days, plan.guests)
-    if key not in _renderers:
-        _renderers.clear()
-        _renderers[key] = BlockRenderer(
-            World(profile, seed=plan.seed, days=plan.days, guests=plan.guests)
-        )
-    return _renderers[key]
+def _pilot_key(world: World, block: int) -> tuple[int, int, float, int, int]:
+    # A block's facts depend on the seed, the window and the block's own size, not the
+    # population's: the pilot's full blocks are the run's full blocks.
+    return (id(world.profile), world.seed, world.days, block, world.block_size(block))

@@ -15,6 +15,7 @@ from generator.errors import CdpsimError
 __all__ = ["Dataset", "DatasetError", "open_dataset"]
 
 EVENT_FILES = ("events.jsonl", "events.jsonl.gz")
+READ_CHUNK = 1 << 20  # bytes read at a time
 
 
 class DatasetError(CdpsimError):
@@ -55,15 +56,23 @@ class Dataset:
     def guests(self) -> Iterator[tuple[int, dict[str, Any]]]:
         yield from _json_lines(self.guests_path)
 
+    def raw_guests(self) -> Iterator[tuple[int, bytes]]:
+        yield from _raw_lines(self.guests_path)
+
 
 def open_dataset(directory: str | Path) -> Dataset:
     """Find a dataset's files, or raise DatasetError saying what is missing."""
     d = Path(directory)
     if not d.is_dir():
         raise DatasetError(f"{d}: not a directory (expected a dataset made by `cdpsim generate`)")
-    for name in EVENT_FILES:
-        if (d / name).is_file():
-            return Dataset(d, d / name)
+    found = [d / name for name in EVENT_FILES if (d / name).is_file()]
+    if len(found) > 1:
+        raise DatasetError(
+            f"{d}: holds both events.jsonl and events.jsonl.gz; a dataset has one events file: "
+            "remove the one that does not belong"
+        )
+    if found:
+        return Dataset(d, found[0])
     raise DatasetError(f"{d}: no events.jsonl or events.jsonl.gz (not a finished dataset)")
 
 
@@ -74,7 +83,7 @@ def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
         with opener(path, "rb") as fh:
             pending = b""
             while True:
-                chunk = fh.read(1 << 20)
+                chunk = fh.read(READ_CHUNK)
                 if not chunk:
                     break
                 lines = (pending + chunk).split(b"\n")

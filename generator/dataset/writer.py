@@ -33,6 +33,7 @@ import orjson
 
 from generator.dataset.allocator import keep_freed_memory
 from generator.dataset.answer_key import PAIR_DTYPE, VariantOutcome, count_pairs
+from generator.dataset.budget import check_room, join_needs, run_needs
 from generator.dataset.chunks import Chunk, write_chunk
 from generator.dataset.chunks import init_worker as init_chunk_worker
 from generator.dataset.manifest import build_manifest
@@ -41,14 +42,19 @@ from generator.dataset.parts import init_worker as init_parts_worker
 from generator.dataset.placement import Placement
 from generator.dataset.plan import (
     Plan,
+    PlanCache,
     blocks_of,
     make_plan,
     parts_dir,
-    renderer_for,
     shard_dir,
     sort_position,
 )
-from generator.dataset.provenance import Provenance, check_parts, write_provenance
+from generator.dataset.provenance import (
+    Provenance,
+    check_parts,
+    read_provenance,
+    write_provenance,
+)
 from generator.errors import CdpsimError
 from generator.events.types import EventType
 from generator.lifecycle import die_with_parent
@@ -56,16 +62,21 @@ from generator.profile import Profile
 
 __all__ = [
     "DATASET_FILES",
+    "FEWER_EXIT",
     "GenerateRequest",
     "GenerateResult",
     "Progress",
     "cut_buckets",
     "generate",
+    "leftovers",
     "merge_parts",
 ]
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 DATASET_FILES = ("events.jsonl", "events.jsonl.gz", "guests.jsonl", "manifest.json")
+PARTIAL_FILES = ("events.jsonl.partial", "events.jsonl.gz.partial")
+# Exit code of a run whose window cannot hold the events asked for (unless allow_fewer).
+FEWER_EXIT = 3
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,10 @@ class GenerateRequest:
     # collector off during the hot phases): the CLI's choice. A library caller's process is
     # left as it was; the package's own worker processes are always tuned.
     tune_process: bool = False
+    # Go on even when the disk or memory looks too small for the run (`budget`).
+    force: bool = False
+    # Write what the window holds when it holds fewer events than asked (else: an error).
+    allow_fewer: bool = False
 
 
 @dataclass
@@ -96,16 +111,23 @@ class GenerateResult:
 
 
 def generate(req: GenerateRequest, progress: Progress | None = None) -> GenerateResult:
-    """Run `cdpsim generate`: write this shard's parts, and the dataset once all parts exist."""
+    """Run `cdpsim generate`: write this shard's parts, and the dataset once all parts exist.
+
+    Refused before any work when the machine cannot hold the run (`budget`, unless
+    `req.force`). A shard whose parts are already whole (a run stopped in its join) is not
+    simulated again. On any failure or stop, what cannot be resumed goes: the events file
+    being written, this shard's unfinished parts, and `out` if this run made it and it is
+    empty; finished parts stay (`leftovers` says what is left and how to go on)."""
     if req.tune_process:
         keep_freed_memory()
     out = req.out
-    out.mkdir(parents=True, exist_ok=True)
     for name in DATASET_FILES:
         if (out / name).exists():
             raise CdpsimError(
                 f"{out} already holds a dataset ({name}); choose an empty --out directory", 2
             )
+    # This run's pilot blocks and renderer: held here, handed to the workers, gone after.
+    cache = PlanCache()
     plan = make_plan(
         req.profile,
         seed=req.seed,
@@ -113,6 +135,7 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
         guests=req.guests,
         events=req.events,
         gzip=req.gzip,
+        cache=cache,
     )
     record = Provenance.of_run(
         req.profile,
@@ -126,29 +149,53 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
     # Before any work: other shards' parts already here must belong to this same run.
     check_parts(out, req.profile, this=record, complete=False)
     mine = shard_dir(out, req.shard)
-    if mine.exists():
-        shutil.rmtree(mine)
-    write_provenance(out, record)
+    whole = (mine / "done").exists() and read_provenance(mine) == record.to_json()
     # Built once here: forked workers inherit it instead of each building its own.
-    world = renderer_for(req.profile, plan).world
+    world = cache.renderer(req.profile, plan).world
     blocks = len(blocks_of(world, req.shard, 0, 1))
     workers = max(1, min(req.workers, blocks))
+    if not whole:
+        check_room(run_needs(plan, req.shard[1], workers), out, force=req.force)
+    made_out = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _generate(req, plan, cache, record, workers, blocks, whole, progress)
+    except BaseException:
+        _tidy(out, req.shard, made_out)
+        raise
+
+
+def _generate(
+    req: GenerateRequest,
+    plan: Plan,
+    cache: PlanCache,
+    record: Provenance,
+    workers: int,
+    blocks: int,
+    whole: bool,
+    progress: Progress | None,
+) -> GenerateResult:
+    out, mine = req.out, shard_dir(req.out, req.shard)
     jobs: list[PartsJob] = [(req.profile, plan, out, req.shard, w, workers) for w in range(workers)]
     with contextlib.ExitStack() as stack:
         # One set of worker processes for both phases: forked once, and warm for the second.
         pool = (
-            stack.enter_context(_Pool(workers, _partial(out, plan), plan.buckets))
+            stack.enter_context(_Pool(workers, _partial(out, plan), plan.buckets, cache))
             if workers > 1
             else None
         )
-        counts = _run_parts(
-            jobs, blocks, plan.expected // req.shard[1], progress, pool, req.tune_process
-        )
-        bucket_counts = [sum(c[k] for c in counts) for k in range(plan.buckets)]
-        (mine / "counts.json").write_bytes(
-            orjson.dumps({"plan": plan.to_json(), "buckets": bucket_counts})
-        )
-        (mine / "done").write_text("ok\n")
+        if not whole:
+            if mine.exists():
+                shutil.rmtree(mine)
+            write_provenance(out, record)
+            counts = _run_parts(
+                jobs, blocks, plan.expected // req.shard[1], progress, pool, req.tune_process, cache
+            )
+            bucket_counts = [sum(c[k] for c in counts) for k in range(plan.buckets)]
+            (mine / "counts.json").write_bytes(
+                orjson.dumps({"plan": plan.to_json(), "buckets": bucket_counts})
+            )
+            (mine / "done").write_text("ok\n")
         n = req.shard[1]
         missing = [
             str(i) for i in range(1, n + 1) if not (shard_dir(out, (i, n)) / "done").exists()
@@ -166,7 +213,52 @@ def generate(req: GenerateRequest, progress: Progress | None = None) -> Generate
             progress=progress,
             pool=pool,
             tune_process=req.tune_process,
+            cache=cache,
+            force=req.force,
+            allow_fewer=req.allow_fewer,
         )
+
+
+def _tidy(out: Path, shard: tuple[int, int], made_out: bool) -> None:
+    """After a failure or a stop: remove what cannot be resumed (see `generate`)."""
+    for name in PARTIAL_FILES:
+        (out / name).unlink(missing_ok=True)
+    mine = shard_dir(out, shard)
+    if mine.is_dir() and not (mine / "done").exists():
+        shutil.rmtree(mine, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: other shards' parts stay
+        parts_dir(out).rmdir()
+    if made_out:
+        with contextlib.suppress(OSError):
+            out.rmdir()
+
+
+def leftovers(out: Path, profile: str) -> str:
+    """What a stopped or failed run left in `out`, and how to go on from it, in a sentence."""
+    parts = parts_dir(out)
+    if not parts.is_dir():
+        return "nothing to resume: the unfinished parts were removed"
+    shards = {}
+    for d in parts.glob("shard-*-of-*"):
+        try:
+            _, i, _, n = d.name.split("-")
+            shards[(int(i), int(n))] = (d / "done").exists()
+        except ValueError:
+            continue
+    counts = {n for _, n in shards}
+    done = sorted(i for (i, _), ok in shards.items() if ok)
+    if len(counts) == 1 and len(done) == (total := counts.pop()):
+        return (
+            f"kept {parts}: every shard is done; the same generate again (or `cdpsim merge "
+            f"{out} --profile {profile}`) writes the dataset from them; `rm -r {parts}` to "
+            "start over"
+        )
+    held = ", ".join(map(str, done)) or "none"
+    of = f" of {total}" if len(counts) == 1 else ""
+    return (
+        f"kept {parts}: shard(s) {held}{of} done (unfinished ones were removed); run the "
+        f"missing shards to finish, or `rm -r {parts}` to start over"
+    )
 
 
 def _partial(out: Path, plan: Plan) -> Path:
@@ -178,14 +270,15 @@ class _Pool:
     """Worker processes with what both phases hand them: the queue that reports finished blocks
     (phase A) and the shared sizes that place chunks in the output (phase B)."""
 
-    def __init__(self, workers: int, partial: Path, chunks: int) -> None:
+    def __init__(self, workers: int, partial: Path, chunks: int, cache: PlanCache) -> None:
         ctx = mp.get_context("fork")
         self.queue: Any = ctx.Queue()
+        # Forked, not spawned: the workers get the cache (and its renderer) as it is, unpickled.
         self.executor = ProcessPoolExecutor(
             workers,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(self.queue, Placement(ctx, partial, chunks)),
+            initargs=(self.queue, Placement(ctx, partial, chunks), cache),
         )
 
     def __enter__(self) -> _Pool:
@@ -202,7 +295,7 @@ class _Pool:
         self.executor.shutdown()
 
 
-def _init_worker(queue: Any, placement: Placement) -> None:
+def _init_worker(queue: Any, placement: Placement, cache: PlanCache) -> None:
     # Ctrl-C is the parent's to handle (it ends the workers): interrupted mid-way through a
     # queue or lock of multiprocessing, a worker could hang its own exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -211,8 +304,8 @@ def _init_worker(queue: Any, placement: Placement) -> None:
     # A parent that ends without ending us (SIGKILL) must not leave us asleep on the queue.
     parent = mp.parent_process()
     die_with_parent(parent.pid if parent is not None else None)
-    init_parts_worker(queue)
-    init_chunk_worker(placement)
+    init_parts_worker(queue, cache)
+    init_chunk_worker(placement, cache)
 
 
 def _run_parts(
@@ -222,6 +315,7 @@ def _run_parts(
     progress: Progress | None,
     pool: _Pool | None,
     tune_process: bool,
+    cache: PlanCache,
 ) -> list[list[int]]:
     """Phase A, in this process or in one worker process per job."""
     finished = events = 0
@@ -234,7 +328,9 @@ def _run_parts(
             progress("simulate", events, max(expected, events))
 
     if pool is None:
-        return [write_parts(job, on_block=one_more, tune_gc=tune_process) for job in jobs]
+        return [
+            write_parts(job, on_block=one_more, tune_gc=tune_process, cache=cache) for job in jobs
+        ]
     futures: list[Future[list[int]]] = [pool.executor.submit(write_parts, job) for job in jobs]
     while finished < blocks:
         try:
@@ -254,8 +350,41 @@ def merge_parts(
     progress: Progress | None = None,
     pool: _Pool | None = None,
     tune_process: bool = False,
+    cache: PlanCache | None = None,
+    force: bool = False,
+    allow_fewer: bool = False,
 ) -> GenerateResult:
-    """Phases B and C: from every shard's parts to the finished dataset in `out`."""
+    """Phases B and C: from every shard's parts to the finished dataset in `out`. The parts
+    stay until the dataset is whole: a failed or stopped join loses only its events file."""
+    try:
+        return _merge_parts(
+            profile,
+            out,
+            workers,
+            progress,
+            pool,
+            tune_process,
+            cache or PlanCache(),
+            force,
+            allow_fewer,
+        )
+    except BaseException:
+        for name in PARTIAL_FILES:
+            (out / name).unlink(missing_ok=True)
+        raise
+
+
+def _merge_parts(
+    profile: Profile,
+    out: Path,
+    workers: int,
+    progress: Progress | None,
+    pool: _Pool | None,
+    tune_process: bool,
+    cache: PlanCache,
+    force: bool,
+    allow_fewer: bool,
+) -> GenerateResult:
     if tune_process:
         keep_freed_memory()
     # Names what is wrong (another profile, seed, size or shard count; a missing shard).
@@ -271,26 +400,27 @@ def merge_parts(
         )
     plan = Plan.from_json(metas[0]["plan"])
     bucket_counts = [sum(m["buckets"][k] for m in metas) for k in range(plan.buckets)]
-    keep, warnings = cut_buckets(plan, bucket_counts)
+    keep, warnings = cut_buckets(plan, bucket_counts, allow_fewer)
     jobs = [(profile, plan, out, k, keep[k]) for k in range(len(keep))]
     partial = _partial(out, plan)
     name = partial.name.removesuffix(".partial")
     counts = np.zeros(len(EventType), dtype=np.int64)
     total = sum(bucket_counts[k] if n is None else n for k, n in enumerate(keep))
+    check_room(join_needs(plan, total), out, force=force)
     cutoff = b""
     variants = [len(f.variants) for f in profile.flows]
     exposures = np.zeros((len(variants), max(variants, default=1)), dtype=np.int64)
-    renderer_for(profile, plan)  # built before any fork, as above
+    cache.renderer(profile, plan)  # built before any fork, as above
     with contextlib.ExitStack() as stack:
         dst = stack.enter_context(open(partial, "wb"))
         if pool is None and workers > 1 and len(jobs) > 1:
-            pool = stack.enter_context(_Pool(min(workers, len(jobs)), partial, len(jobs)))
+            pool = stack.enter_context(_Pool(min(workers, len(jobs)), partial, len(jobs), cache))
         # Workers write their chunks into place in the output; alone, this process renders
         # straight in.
         chunks: Iterable[Chunk] = (
             pool.executor.map(write_chunk, jobs)
             if pool is not None and len(jobs) > 1
-            else (write_chunk(job, dst, tune_gc=tune_process) for job in jobs)
+            else (write_chunk(job, dst, tune_gc=tune_process, cache=cache) for job in jobs)
         )
         if progress:  # the write phase begins (a single chunk would report only its end)
             progress("write", 0, total)
@@ -302,6 +432,9 @@ def merge_parts(
                 progress("write", int(counts.sum()), total)
     by_type = {t.name: int(counts[t]) for t in EventType}
     guests_written, customers = _join_guests(out, cutoff)
+    if progress:
+        # Once more before the dataset is committed: a caller's callback may stop the run here.
+        progress("write", int(counts.sum()), total)
     manifest = build_manifest(
         profile=profile,
         plan_seed=plan.seed,
@@ -356,24 +489,33 @@ def _batches(paths: list[Path], dtype: np.dtype, size: int = 1 << 16) -> Iterato
                 yield batch
 
 
-def cut_buckets(plan: Plan, bucket_counts: list[int]) -> tuple[list[int | None], list[str]]:
-    """How many events of each bucket to keep (None: all) so the dataset holds plan.events."""
+def cut_buckets(
+    plan: Plan, bucket_counts: list[int], allow_fewer: bool = False
+) -> tuple[list[int | None], list[str]]:
+    """How many events of each bucket to keep (None: all) so the dataset holds plan.events, and
+    the warning when it holds fewer (allowed only with allow_fewer; else FEWER_EXIT)."""
     keep: list[int | None] = [None] * plan.buckets
+    warnings = []
+    if plan.events is not None and (available := sum(bucket_counts)) < plan.events:
+        short = (
+            f"the window holds only {available:,} events for {plan.guests:,} guests, not the "
+            f"{plan.events:,} asked for"
+        )
+        if not allow_fewer:
+            raise CdpsimError(
+                f"{short}: raise --guests or --days, or pass --allow-fewer to write those",
+                FEWER_EXIT,
+            )
+        warnings.append(f"{short}; wrote all {available:,} (--allow-fewer)")
     if plan.events is None:
-        return keep, []
-    available = sum(bucket_counts)
-    if available < plan.events:
-        return keep, [
-            f"the window holds only {available} events for {plan.guests} guests; wrote all "
-            f"of them, not {plan.events} (raise --guests or --days)"
-        ]
+        return keep, warnings
     running = 0
     for k, count in enumerate(bucket_counts):
         if running + count >= plan.events:
             keep[k] = plan.events - running
-            return keep[: k + 1], []
+            return keep[: k + 1], warnings
         running += count
-    return keep, []
+    return keep, warnings
 
 
 def _guest_lines(out: Path) -> Iterator[bytes]:

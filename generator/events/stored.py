@@ -46,7 +46,12 @@ def iso_ms(ms: int) -> str:
 
 def parse_iso_ms(text: str) -> int:
     """The inverse of iso_ms."""
-    when = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    if len(text) == 24 and text[10] == "T" and text[19] == "." and text[23] == "Z":
+        # The stored form: fromisoformat reads it (and checks its digits) seven times faster
+        # than strptime, which `validate` felt (a third of its time, once per event).
+        when = dt.datetime.fromisoformat(text)
+    else:
+        when = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
     return (when - _EPOCH) // dt.timedelta(milliseconds=1)
 
 

@@ -25,6 +25,9 @@ from generator.errors import ProfileError
 __all__ = [
     "ATTRIBUTION_HOURS",
     "JOURNEY_PAGES",
+    "MAX_DAYS",
+    "MAX_GUESTS",
+    "SHARE_TOLERANCE",
     "Behaviour",
     "Channel",
     "Flow",
@@ -41,6 +44,31 @@ __all__ = [
 
 # Triggered experiments count conversions inside these windows after the run (spec section 4).
 ATTRIBUTION_HOURS = (1, 3, 24, 72, 168)
+
+# The profile's bounds, which the command line's --days and --guests share.
+MAX_DAYS = 3660
+MAX_GUESTS = 50_000_000
+
+# The one rule for shares and weights that split a whole (a flow's variant weights, the points
+# of sale's shares, browsersPerGuest, landing): they must sum to 1 within this, and are then
+# divided by their sum. So 0.333 three times is an even three-way split; 60 and 40 is refused
+# (write 0.6 and 0.4). Catalog weights are not shares: relative, any positive numbers.
+SHARE_TOLERANCE = 0.01
+
+
+def _split(values: tuple[float, ...], what: str) -> tuple[float, ...]:
+    """`values` checked against SHARE_TOLERANCE and divided by their sum."""
+    total = sum(values)
+    if min(values, default=0) < 0:
+        raise ValueError(f"{what} must not be negative")
+    if abs(total - 1.0) > SHARE_TOLERANCE + 1e-12:
+        raise ValueError(
+            f"{what} sum to {total:g}, must be 1 (within {SHARE_TOLERANCE:g}; "
+            "write 0.6 and 0.4, not 60 and 40)"
+        )
+    if abs(total - 1.0) <= 1e-12:  # 1 but for rounding: kept as written
+        return values
+    return tuple(v / total for v in values)
 
 
 class Channel(StrEnum):
@@ -127,7 +155,7 @@ class PointOfSale(_Frozen):
 
 
 class Population(_Frozen):
-    guests: int = Field(default=1000, ge=1, le=50_000_000)
+    guests: int = Field(default=1000, ge=1, le=MAX_GUESTS)
     # Share of guests with 1, 2, 3 ... browsers.
     browsers_per_guest: tuple[Probability, ...] = Field(
         default=(0.7, 0.22, 0.08), alias="browsersPerGuest", min_length=1, max_length=3
@@ -140,10 +168,7 @@ class Population(_Frozen):
     @field_validator("browsers_per_guest")
     @classmethod
     def _sums_to_one(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        total = sum(value)
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"shares sum to {total:g}, must be 1")
-        return value
+        return _split(value, "shares")
 
 
 class Product(_Frozen):
@@ -238,10 +263,7 @@ class Behaviour(_Frozen):
     def _landing(cls, value: dict[Page, float]) -> dict[Page, float]:
         if Page.CHECKOUT in value:
             raise ValueError("checkout cannot be a landing page (it is reached by a purchase)")
-        total = sum(value.values())
-        if min(value.values(), default=0) < 0 or abs(total - 1.0) > 1e-6:
-            raise ValueError(f"probabilities sum to {total:g}, must be 1")
-        return value
+        return dict(zip(value, _split(tuple(value.values()), "probabilities"), strict=True))
 
     @field_validator("transitions")
     @classmethod
@@ -269,7 +291,8 @@ class Behaviour(_Frozen):
 
 class Variant(_Frozen):
     name: str = Field(min_length=1)
-    weight: Probability
+    # A share of the flow's guests: checked with its siblings (SHARE_TOLERANCE), not alone.
+    weight: float = Field(ge=0)
     conversion_rate: Probability = Field(alias="conversionRate")
     ref: uuid.UUID | None = None
 
@@ -302,13 +325,14 @@ class Flow(_Frozen):
     @field_validator("variants")
     @classmethod
     def _weights(cls, value: tuple[Variant, ...]) -> tuple[Variant, ...]:
-        total = sum(v.weight for v in value)
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"weights sum to {total:g}, must be 1")
         names = [v.name for v in value]
         if len(set(names)) != len(names):
             raise ValueError("variant names must be unique")
-        return value
+        weights = _split(tuple(v.weight for v in value), "weights")
+        return tuple(
+            v if v.weight == w else v.model_copy(update={"weight": w})
+            for v, w in zip(value, weights, strict=True)
+        )
 
 
 class LoadShape(_Frozen):
@@ -331,7 +355,7 @@ class Profile(_Frozen):
     seed: int = Field(default=0, ge=0, lt=2**63)
     client_key: str = Field(pattern=r"^[A-Za-z0-9]{32}$", alias="clientKey")
     start: dt.datetime
-    days: float = Field(default=7, gt=0, le=3660)
+    days: float = Field(default=7, gt=0, le=MAX_DAYS)
     points_of_sale: tuple[PointOfSale, ...] = Field(alias="pointsOfSale", min_length=1)
     population: Population = Population()
     behaviour: Behaviour = Behaviour()
@@ -340,6 +364,26 @@ class Profile(_Frozen):
     # Filled in by load_profile, never by the YAML author.
     source: str = Field(default="<profile>", exclude=True)
     sha256: str = Field(default="", exclude=True)
+
+    @field_validator("points_of_sale")
+    @classmethod
+    def _shares(cls, value: tuple[PointOfSale, ...]) -> tuple[PointOfSale, ...]:
+        """Shares of guests: given for every point of sale (the one rule above), or for none
+        (an equal split)."""
+        given = ["share" in p.model_fields_set for p in value]
+        if not any(given):
+            shares = tuple(1.0 / len(value) for _ in value)
+        elif all(given):
+            shares = _split(tuple(p.share for p in value), "shares")
+        else:
+            missing = ", ".join(p.name for p, g in zip(value, given, strict=True) if not g)
+            raise ValueError(
+                f"give a share for every point of sale or for none (none for {missing})"
+            )
+        return tuple(
+            p if p.share == share else p.model_copy(update={"share": share})
+            for p, share in zip(value, shares, strict=True)
+        )
 
     @field_validator("start")
     @classmethod
@@ -424,6 +468,15 @@ def _loc(loc: tuple[int | str, ...], data: Any) -> str:
     return out
 
 
+def _follows_on(err: Any, errors: list[Any]) -> bool:
+    """A list "too short" only because its items failed (pydantic drops them, then counts):
+    the items' own errors say what is wrong."""
+    loc = tuple(err["loc"])
+    return err["type"] == "too_short" and any(
+        len(e["loc"]) > len(loc) and tuple(e["loc"][: len(loc)]) == loc for e in errors
+    )
+
+
 def parse_profile(data: Any, source: str = "<profile>", sha256: str = "") -> Profile:
     """Validate already-parsed YAML data into a Profile, or raise ProfileError."""
     if not isinstance(data, dict):
@@ -434,7 +487,10 @@ def parse_profile(data: Any, source: str = "<profile>", sha256: str = "") -> Pro
         profile = Profile.model_validate({**data, "source": source, "sha256": sha256})
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
+        errors = exc.errors()
+        for err in errors:
+            if _follows_on(err, errors):
+                continue
             where = _loc(tuple(p for p in err["loc"] if not str(p).startswith("function-")), data)
             msg = err["msg"].removeprefix("Value error, ")
             for line in msg.split("\n"):
@@ -447,6 +503,30 @@ def parse_profile(data: Any, source: str = "<profile>", sha256: str = "") -> Pro
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+class _Loader(_SafeLoader):  # type: ignore[misc, valid-type]
+    """The safe loader, refusing a key written twice in one mapping (YAML keeps the last one
+    silently: `seed` twice would run with the second)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base`: keys it brings may be overridden
+            key = self.construct_object(key_node, deep=True)
+            try:
+                line = first.setdefault(key, key_node.start_mark.line)
+            except TypeError:
+                continue  # an unhashable key: the constructor below says so
+            if line != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice (first on line {line + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_profile(path: str | Path) -> Profile:
     """Read and validate a YAML profile file."""
     p = Path(path)
@@ -457,7 +537,7 @@ def load_profile(path: str | Path) -> Profile:
     except OSError as exc:
         raise ProfileError(str(path), [f"cannot read: {exc.strerror}"]) from None
     try:
-        data = yaml.load(raw, Loader=_SafeLoader)
+        data = yaml.load(raw, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
