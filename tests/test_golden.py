@@ -27,9 +27,9 @@ GOLDEN = {
         "manifest.json": "62db1fb7db45c5edf5270efccf4b6dee560613e35a23a33128a124ba354a57cb",
     },
     "multi-region": {
-        "events.jsonl": "5bdd9105e135b12602b01595646030f8621f094edfd3e666a3bd1a17b8db6849",
-        "guests.jsonl": "51a3f2e9bd7713ce3bccafc616b7fd0aeba9a036d0fb90d759fb8fb4997d3042",
-        "manifest.json": "0c73f1fc2f804d61ceed9b7676d5199898aa85b0147ca2c3c572d391df912bd0",
+        "events.jsonl": "dac4dd5138cb92fdacde2f65b9d107b7f0eb3428fe45a6db1c02f0dcc4b21ba9",
+        "guests.jsonl": "7211c2fbce775943ff1499fb6cb5e36ff7a23e855bef7d9575178c5e4e7a95ce",
+        "manifest.json": "b2e8c797a484e05dd8d73a2e1d12b402b6871c1b75d829a1cf5e12188229bdf1",
     },
 }
 EVENTS = 3000
