@@ -438,7 +438,7 @@ TRIGGER_WINDOW_MS = 1_000
 class Triggers(Check):
     """A TRACKING comes after the view that ran its flow: the session's latest VIEW stored at or
     before its occurredAt, at most TRIGGER_WINDOW_MS before, of a page that triggers the flow.
-    The session's last few views are its notes."""
+    The session's last few views are its notes (under its own key: checks share the notes)."""
 
     def __init__(self, manifest: Mapping[str, Any], report: Problems) -> None:
         flows: Mapping[str, Any] = manifest.get("flows", {})
@@ -449,12 +449,12 @@ class Triggers(Check):
 
     def event(self, seen: Seen) -> None:
         if seen.type == "VIEW":
-            views = seen.session.notes.setdefault("views", deque(maxlen=4))
+            views = seen.session.notes.setdefault("triggers.views", deque(maxlen=4))
             views.append((seen.created_ms, str(seen.data.get("page")).split("/", 1)[0]))
         elif seen.type == "TRACKING":
             fx = seen.data["flowExecution"]
             occurred = int(fx["occurredAt"])
-            views = seen.session.notes.get("views", ())
+            views = seen.session.notes.get("triggers.views", ())
             view = next((v for v in reversed(views) if v[0] <= occurred), None)
             pages = self._pages.get(fx["flowFriendlyId"])
             if view is None or occurred - view[0] > TRIGGER_WINDOW_MS:
