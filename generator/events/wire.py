@@ -14,6 +14,7 @@ __all__ = [
     "ENVELOPE_WIRE_FIELDS",
     "GUEST_HINT",
     "LIBRARY_VERSION",
+    "OCCURRED_HINT",
     "WireRequest",
     "arbitrary_data_from_wire",
     "browser_create",
@@ -39,6 +40,10 @@ class WireRequest:
 # A query parameter the embedded server reads and any other target ignores: the guest the new
 # browser belongs to, so that a replayed dataset keeps its guests (and so its flow assignments).
 GUEST_HINT = "cdpsim_guest_ref"
+# A callFlows `params` entry the embedded server reads (a flow's custom parameters, which any
+# other target passes to its flow or ignores): when the flow ran in the dataset, epoch ms. An
+# optimized flow's variant depends on the period of the guest's first exposure.
+OCCURRED_HINT = "cdpsim_occurred_at"
 
 
 def browser_create(client_key: str, guest_ref: str | None = None) -> WireRequest:
@@ -75,7 +80,7 @@ def call_flow(
         "language": language,
         "pointOfSale": stored_tracking["pointOfSale"],
         "browserId": browser_id,
-        "params": {},
+        "params": {OCCURRED_HINT: int(execution["occurredAt"])},
     }
     return WireRequest("POST", "/v2/callFlows", "callFlows", body)
 

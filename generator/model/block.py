@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.model.assignment import assign
+from generator.model.assignment import assign_block
 from generator.model.conversion import ConversionPlan, Slot, Visits, plan_conversions, tail_gaps
 from generator.model.pools import POOL_SIZE
 from generator.model.refs import halves_strings, uuid_bytes, uuid_halves, uuid_u64
@@ -488,8 +488,7 @@ def _conversions(
     journeys: Journeys,
 ) -> Conversions:
     """Flow allocations per guest, and every conversion decided and placed (conversion.py)."""
-    flows = world.profile.flows
-    assignments = tuple(assign(world.flows, f, guests.key) for f in range(len(flows)))
+    assignments = assign_block(world.flows, guests.key)
     visits = Visits(
         guest=sessions.guest,
         browser=sessions.browser,
@@ -701,9 +700,8 @@ def _flow_runs(
             400,
         ).astype(np.int64)
         created = occurred + execution + rng.integers(5, 300, k)
-        t_parts.append(
-            (src, occurred, execution, created, np.full(k, f), assignments[f][vguest[hit]])
-        )
+        variant = assignments.sticky(f, vguest[hit], occurred)  # optimized: from the first run
+        t_parts.append((src, occurred, execution, created, np.full(k, f), variant))
     if not t_parts:
         empty = np.zeros(0, dtype=np.int64)
         return FlowRuns(empty, empty, empty, empty, empty, empty)

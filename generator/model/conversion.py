@@ -28,6 +28,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from generator.model.assignment import BlockAssignment
 from generator.model.world import PAGE_CODES, World
 from generator.profile import Page
 
@@ -95,7 +96,7 @@ class Visits:
 class ConversionPlan:
     """Tails, orders and added sessions; sessions from `len(visits)` on are the added ones."""
 
-    assignments: tuple[np.ndarray, ...]  # per flow: each guest's variant, or -1
+    assignments: BlockAssignment  # per flow: each guest's variant, or -1
     sessions: int
     new_guest: np.ndarray
     new_browser: np.ndarray
@@ -117,7 +118,7 @@ def plan_conversions(
     visits: Visits,
     views: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     goal_adds: tuple[np.ndarray, np.ndarray],
-    assignments: tuple[np.ndarray, ...],
+    assignments: BlockAssignment,
 ) -> ConversionPlan:
     """Decide and place every conversion of a block.
 
@@ -157,7 +158,7 @@ class _Book:
         world: World,
         rng: np.random.Generator,
         visits: Visits,
-        assignments: tuple[np.ndarray, ...],
+        assignments: BlockAssignment,
     ) -> None:
         self.world, self.rng, self.visits = world, rng, visits
         self.assignments = assignments
@@ -351,7 +352,7 @@ class _Book:
     ) -> None:
         world = self.world
         window = int(world.attribution_ms[f])
-        variant = self.assignments[f][gs]
+        variant = self.assignments.at(f, gs, first)  # optimized: by the exposure's period
         converts = self.u_convert[f, gs] < world.conversion[f][variant]
         # Nobody's order holds the goal in the window, until a converting guest's own.
         self.forbid_lo[f, gs] = first - _GUARD_MS

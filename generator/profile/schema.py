@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import uuid
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -24,10 +26,13 @@ from generator.errors import ProfileError
 
 __all__ = [
     "ATTRIBUTION_HOURS",
+    "BUCKETS",
     "JOURNEY_PAGES",
     "MAX_DAYS",
     "MAX_GUESTS",
     "SHARE_TOLERANCE",
+    "Assignment",
+    "Bandit",
     "Behaviour",
     "Channel",
     "Flow",
@@ -105,6 +110,18 @@ JOURNEY_PAGES = (Page.HOME, Page.CATEGORY, Page.PRODUCT, Page.SEARCH, Page.CART)
 class FlowKind(StrEnum):
     EXPERIENCE = "experience"
     EXPERIMENT = "experiment"
+
+
+class Assignment(StrEnum):
+    """How a flow picks each guest's variant, as CDP offers it (see generator.model.assignment)."""
+
+    UNIQUE = "unique"  # a hash of (flow, guest): independent of every other flow
+    UNIVERSAL = "universal"  # the guest's one bucket (1-120), shared by every universal flow
+    OPTIMIZED = "optimized"  # a multi-armed bandit: weights move each period, 100% allocation
+
+
+# Universal assignment's buckets: every guest has one of 1..BUCKETS.
+BUCKETS = 120
 
 
 class _Frozen(BaseModel):
@@ -289,12 +306,42 @@ class Behaviour(_Frozen):
         return self
 
 
+def _bucket_range(value: tuple[int, int]) -> tuple[int, int]:
+    lo, hi = value
+    if not 1 <= lo <= hi <= BUCKETS:
+        raise ValueError(f"is [{lo}, {hi}]; must be [first, last] with 1 <= first <= last <= 120")
+    return value
+
+
+def _show(r: tuple[int, int]) -> str:
+    return f"[{r[0]}, {r[1]}]"
+
+
 class Variant(_Frozen):
     name: str = Field(min_length=1)
-    # A share of the flow's guests: checked with its siblings (SHARE_TOLERANCE), not alone.
-    weight: float = Field(ge=0)
+    # Unique assignment: a share of the flow's guests, checked with its siblings
+    # (SHARE_TOLERANCE), not alone. Universal and optimized assignment derive it (from the
+    # buckets, or as the even starting weights) and forbid it here.
+    weight: float | None = Field(default=None, ge=0)
     conversion_rate: Probability = Field(alias="conversionRate")
+    # Universal assignment: the buckets, inclusive, whose guests see this variant.
+    buckets: tuple[int, int] | None = None
     ref: uuid.UUID | None = None
+
+    @field_validator("buckets")
+    @classmethod
+    def _range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        return None if value is None else _bucket_range(value)
+
+
+class Bandit(_Frozen):
+    """Optimized assignment: how often the weights move, and the traffic the model expects the
+    bandit to count in a period (by default the profile's expected sessions in a period)."""
+
+    period_hours: int = Field(default=24, ge=1, le=24 * 7, alias="periodHours")
+    impressions_per_period: float | None = Field(
+        default=None, gt=0, le=1e9, alias="impressionsPerPeriod"
+    )
 
 
 class Flow(_Frozen):
@@ -304,7 +351,14 @@ class Flow(_Frozen):
     trigger_pages: tuple[Page, ...] = Field(alias="triggerPages", min_length=1)
     # If given, a product page triggers the flow only for products of these types.
     trigger_product_types: tuple[str, ...] = Field(default=(), alias="triggerProductTypes")
+    # Declared before `buckets` and `variants`, whose checks depend on it.
+    assignment: Assignment = Assignment.UNIQUE
+    # Unique: the share of guests the flow reaches. Universal derives it from `buckets`;
+    # optimized always reaches every guest.
     traffic_allocation: Probability = Field(default=1.0, alias="trafficAllocation")
+    # Universal: the buckets, inclusive, whose guests enter the flow (all 120 by default).
+    buckets: tuple[int, int] | None = None
+    bandit: Bandit | None = None
     goal_product_type: str = Field(alias="goalProductType")
     attribution_hours: int = Field(default=24, alias="attributionHours")
     decision_time_ms: LogNormal = Field(
@@ -322,17 +376,133 @@ class Flow(_Frozen):
             raise ValueError(f"is {value}, must be one of {', '.join(map(str, ATTRIBUTION_HOURS))}")
         return value
 
+    @field_validator("buckets")
+    @classmethod
+    def _allocation_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        return None if value is None else _bucket_range(value)
+
     @field_validator("variants")
     @classmethod
-    def _weights(cls, value: tuple[Variant, ...]) -> tuple[Variant, ...]:
+    def _weights(cls, value: tuple[Variant, ...], info: ValidationInfo) -> tuple[Variant, ...]:
         names = [v.name for v in value]
         if len(set(names)) != len(names):
             raise ValueError("variant names must be unique")
-        weights = _split(tuple(v.weight for v in value), "weights")
-        return tuple(
-            v if v.weight == w else v.model_copy(update={"weight": w})
-            for v, w in zip(value, weights, strict=True)
+        mode = info.data.get("assignment", Assignment.UNIQUE)
+        problems: list[str] = []
+        if mode is Assignment.UNIQUE:
+            missing = [i for i, v in enumerate(value) if v.weight is None]
+            if missing:
+                problems.append(
+                    f"[{missing[0]}].weight: needed with unique assignment (the variants' "
+                    "weights sum to 1)"
+                )
+            else:
+                try:
+                    weights = _split(tuple(v.weight or 0.0 for v in value), "weights")
+                except ValueError as exc:
+                    problems.append(str(exc))
+                else:
+                    value = tuple(
+                        v if v.weight == w else v.model_copy(update={"weight": w})
+                        for v, w in zip(value, weights, strict=True)
+                    )
+        if mode is not Assignment.UNIVERSAL:
+            problems += [
+                f"[{i}].buckets: only universal assignment uses bucket ranges"
+                for i, v in enumerate(value)
+                if v.buckets is not None
+            ]
+        if mode is not Assignment.UNIQUE:
+            why = (
+                "its buckets set its share"
+                if mode is Assignment.UNIVERSAL
+                else "optimized assignment starts from even weights and moves them itself"
+            )
+            problems += [
+                f"[{i}].weight: not with {mode} assignment ({why}); remove it"
+                for i, v in enumerate(value)
+                if v.weight is not None
+            ]
+        if mode is Assignment.UNIVERSAL:
+            problems += _tiling(value, info.data.get("buckets") or (1, BUCKETS))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return value
+
+    @model_validator(mode="after")
+    def _derived(self) -> Flow:
+        """Checks across fields, then the weights and allocation every mode has, filled in."""
+        problems = []
+        mode = self.assignment
+        if mode is not Assignment.UNIQUE and "traffic_allocation" in self.model_fields_set:
+            problems.append(
+                "trafficAllocation: universal assignment allocates by bucket range (buckets: "
+                "[first, last]); remove it"
+                if mode is Assignment.UNIVERSAL
+                else "trafficAllocation: optimized assignment always allocates 100%; remove it"
+            )
+        if mode is not Assignment.UNIVERSAL and self.buckets is not None:
+            problems.append("buckets: only universal assignment uses bucket ranges")
+        if mode is not Assignment.OPTIMIZED and self.bandit is not None:
+            problems.append("bandit: only optimized assignment has bandit settings")
+        if problems:
+            raise ValueError("\n".join(problems))
+        if mode is Assignment.UNIQUE:
+            return self
+        if mode is Assignment.UNIVERSAL:
+            lo, hi = self.buckets or (1, BUCKETS)
+            allocated = hi - lo + 1
+            variants = tuple(
+                v.model_copy(update={"weight": (v.buckets[1] - v.buckets[0] + 1) / allocated})
+                for v in self.variants
+                if v.buckets is not None
+            )
+            return self.model_copy(
+                update={
+                    "buckets": (lo, hi),
+                    "traffic_allocation": allocated / BUCKETS,
+                    "variants": variants,
+                }
+            )
+        even = 1.0 / len(self.variants)
+        return self.model_copy(
+            update={
+                "bandit": self.bandit or Bandit(),
+                "traffic_allocation": 1.0,
+                "variants": tuple(v.model_copy(update={"weight": even}) for v in self.variants),
+            }
         )
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        """The variants' configured (unique), derived (universal) or starting (optimized)
+        shares of the allocated guests."""
+        return tuple(v.weight or 0.0 for v in self.variants)
+
+
+def _tiling(variants: tuple[Variant, ...], allocation: tuple[int, int]) -> list[str]:
+    """Universal variants' ranges: each given, inside the allocation, together covering it
+    once (so every allocated guest sees exactly one variant)."""
+    missing = [i for i, v in enumerate(variants) if v.buckets is None]
+    if missing:
+        return [f"[{missing[0]}].buckets: needed with universal assignment, e.g. [1, 60]"]
+    problems = []
+    ranges = sorted((v.buckets, i) for i, v in enumerate(variants) if v.buckets is not None)
+    for r, i in ranges:
+        if r[0] < allocation[0] or r[1] > allocation[1]:
+            problems.append(
+                f"[{i}].buckets: {_show(r)} is not inside the flow's buckets {_show(allocation)}"
+            )
+    for (a, i), (b, j) in itertools.pairwise(ranges):
+        if b[0] <= a[1]:
+            problems.append(f"[{j}].buckets: {_show(b)} overlaps [{i}].buckets {_show(a)}")
+    covered = sum(r[1] - r[0] + 1 for r, _ in ranges)
+    if not problems and covered != allocation[1] - allocation[0] + 1:
+        problems.append(
+            f"buckets: the variants' ranges cover {covered} of the flow's buckets "
+            f"{_show(allocation)} ({allocation[1] - allocation[0] + 1}); they must cover all"
+        )
+    return problems
 
 
 class LoadShape(_Frozen):

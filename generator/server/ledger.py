@@ -256,6 +256,15 @@ class Ledger:
             (Origin.STREAM,),
         )
 
+    def tracking_events(self) -> Iterator[bytes]:
+        """The stored body of every TRACKING event from the Stream API, in commit order."""
+        rows = self.reader.execute(
+            "SELECT body FROM events WHERE type = 'TRACKING' AND origin = ? ORDER BY seq",
+            (Origin.STREAM,),
+        )
+        for (body,) in rows:
+            yield body
+
     def session_count(self) -> int:
         row = self.reader.execute(
             "SELECT count(DISTINCT session_ref) FROM events WHERE origin = ?", (Origin.STREAM,)

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 
 from generator.events.stored import UUID, envelope, iso_ms, parse_iso_ms, tracking_event
-from generator.events.wire import arbitrary_data_from_wire
+from generator.events.wire import OCCURRED_HINT, arbitrary_data_from_wire
 from generator.model.assignment import FlowTable, assign_one
-from generator.profile import Channel, PointOfSale, Profile
+from generator.profile import Assignment, Channel, PointOfSale, Profile
 from generator.redaction import json_kind, mask_key, shown
 from generator.server.answers import Response, error, json_answer
 from generator.server.bodies import text_field
@@ -84,6 +84,12 @@ class Tenant:
         self._variant_refs = [
             [str(profile.variant_ref(f, v)) for v in f.variants] for f in profile.flows
         ]
+        # Optimized flows: the variant each guest got at their first exposure, which they keep
+        # (the weights of later periods would give another). Rebuilt from the ledger on restart.
+        self._optimized = {
+            i for i, f in enumerate(profile.flows) if f.assignment is Assignment.OPTIMIZED
+        }
+        self._kept: dict[tuple[str, int], int] = {}
         ledger.on_commit = self._committed
         self._ref_ms = self._ref_seq = self._iso_ms = -1
         self._iso_text = ""
@@ -104,6 +110,22 @@ class Tenant:
             sent = orjson.loads(body).get("arbitraryData", {})
             for identity in identity_keys(sent):
                 self.identities[identity] = (self.browsers[browser], browser)
+        if self._optimized:
+            self._restore_kept()
+
+    def _restore_kept(self) -> None:
+        flow_of = {ref: i for i, ref in enumerate(self._flow_refs) if i in self._optimized}
+        variant_of = {
+            i: {ref: v for v, ref in enumerate(self._variant_refs[i])} for i in flow_of.values()
+        }
+        for body in self.ledger.tracking_events():
+            fx = orjson.loads(body).get("arbitraryData", {}).get("flowExecution", {})
+            index = flow_of.get(fx.get("flowRef"))
+            if index is None:
+                continue
+            variant = variant_of[index].get(fx.get("flowVariantRef"))
+            if variant is not None and isinstance(fx.get("guestRef"), str):
+                self._kept.setdefault((fx["guestRef"], index), variant)
 
     def new_ref(self) -> str:
         """A random UUID v4 (browsers, guests, sessions, flow executions)."""
@@ -326,7 +348,7 @@ class Tenant:
             return channel
         flow = self.profile.flows[index]
         flow_ref = self._flow_refs[index]
-        variant = assign_one(self._flows, index, guest)
+        variant = self._variant(index, guest, msg.get("params"))
         if variant < 0:
             # Outside the experiment's traffic allocation: nothing runs, nothing is recorded.
             return json_answer(
@@ -387,7 +409,25 @@ class Tenant:
                 "sessionRef": session,
             }
         )
-        return await self._commit(Job(lambda _: (200, body), [row], answer_key=key))
+        kept = (guest, index) if index in self._optimized else None
+
+        def after() -> None:
+            if kept is not None:
+                self._kept.setdefault(kept, variant)
+
+        return await self._commit(Job(lambda _: (200, body), [row], answer_key=key, after=after))
+
+    def _variant(self, index: int, guest: str, params: object) -> int:
+        """The variant the generator would give: an optimized flow's from the period of the
+        guest's first exposure, which is when the dataset ran it (`params` hint) or now."""
+        if index not in self._optimized:
+            return assign_one(self._flows, index, guest)
+        kept = self._kept.get((guest, index))
+        if kept is not None:
+            return kept
+        hint = params.get(OCCURRED_HINT) if isinstance(params, dict) else None
+        at = hint if isinstance(hint, int) and not isinstance(hint, bool) else self._now_ms()
+        return assign_one(self._flows, index, guest, at)
 
     async def ingest(
         self, body: bytes, key: str | None, labels: dict[int, str] | None = None
