@@ -39,7 +39,7 @@ from generator.datalake.folders import DAY_MS, day_of, midnight_ms, snapshot_dat
 from generator.datalake.sink import ParquetSink, Sinks
 from generator.datalake.tables import BlockLake, rows_batch
 from generator.dataset.allocator import keep_freed_memory
-from generator.dataset.answer_key import NEVER, VariantOutcome, count_pairs, exposed_pairs
+from generator.dataset.answer_key import NEVER, Periods, Tally, facts_records, new_tally, tally
 from generator.dataset.manifest import build_manifest
 from generator.dataset.parts import no_cyclic_gc
 from generator.dataset.plan import (
@@ -63,6 +63,7 @@ from generator.errors import CdpsimError
 from generator.events.types import EventType
 from generator.lifecycle import die_with_parent
 from generator.model.block import BlockFacts, simulate_block
+from generator.model.world import World
 from generator.profile import Profile
 
 __all__ = ["EVENTS_PER_PART", "finish_datalake", "generate_datalake", "is_datalake_run"]
@@ -348,8 +349,7 @@ def _write_part(job: PartJob) -> dict[str, Any]:
     name = layout.name(part) + ".parquet"
     sinks = Sinks()
     versions = _Versions([], [], [], [])
-    variants = [len(f.variants) for f in profile.flows]
-    figures = _Figures.empty(variants)
+    figures = _Figures.empty(profile, plan)
     daily = layout.snapshots == "daily"
 
     def home(day: int) -> int:
@@ -388,7 +388,7 @@ def _write_part(job: PartJob) -> dict[str, Any]:
             orders, items = lake.order_rows(m)
             sinks.add(root / "orders" / name, "orders", rows_batch("orders", orders))
             sinks.add(root / "order_items" / name, "order_items", rows_batch("order_items", items))
-        figures.add(lake, world.attribution_ms, variants, layout.cut)
+        figures.add(world, lake, layout.cut)
         _done(lake.n)
     manifest = _flows_manifest(profile, plan)
     for folder in folders:
@@ -497,51 +497,30 @@ def _date(day: int) -> str:
 
 @dataclass
 class _Figures:
-    """A part's share of the manifest."""
+    """A part's share of the manifest: counts, guests, and the answer key's tally."""
 
     counts: np.ndarray
-    exposures: np.ndarray
-    exposed: np.ndarray
-    converted: np.ndarray
+    tally: Tally
+    periods: Periods
+    windows: list[int]
     seen: int
     customers: int
     last: tuple[int, int, int] | None
 
     @classmethod
-    def empty(cls, variants: list[int]) -> _Figures:
-        shape = (max(len(variants), 1), max(variants, default=1))
-        z = np.zeros(shape, dtype=np.int64)
-        return cls(np.zeros(len(EventType), dtype=np.int64), z, z.copy(), z.copy(), 0, 0, None)
+    def empty(cls, profile: Profile, plan: Plan) -> _Figures:
+        counts, periods, windows = new_tally(profile, plan.days)
+        return cls(np.zeros(len(EventType), dtype=np.int64), counts, periods, windows, 0, 0, None)
 
-    def add(
-        self,
-        lake: BlockLake,
-        window_ms: np.ndarray,
-        variants: list[int],
-        cut: tuple[int, int, int] | None,
-    ) -> None:
+    def add(self, world: World, lake: BlockLake, cut: tuple[int, int, int] | None) -> None:
         f = lake.facts
         self.counts += lake.type_counts()
-        shape = self.exposures.shape
-        self.exposures += lake.exposures(shape[1])[: shape[0]]
-        guest = f.browser_guest[f.session_browser[f.session]] + f.first_guest
-        pairs = exposed_pairs(
-            guest,
-            f.type,
-            f.created_ms,
-            f.ref_hi,
-            f.ref_lo,
-            f.flow,
-            f.variant,
-            f.goal_mask,
-            window_ms,
-        )
+        shape = self.tally.exposures.shape
+        self.tally.exposures += lake.exposures(shape[1])[: shape[0]]
+        pairs, orders, sessions = facts_records(world, f)
         # Without a cut every event is kept: any real position sorts before this one.
         last = cut if cut is not None else (NEVER - 1, 0, 0)
-        if variants:
-            exposed, converted = count_pairs([pairs], last, variants)
-            self.exposed += exposed
-            self.converted += converted
+        tally(self.tally, [pairs], [orders], [sessions], last, self.windows, self.periods)
         seen, customers = lake.seen_and_customers()
         self.seen += seen
         self.customers += customers
@@ -552,9 +531,7 @@ class _Figures:
     def to_json(self) -> dict[str, Any]:
         return {
             "counts": self.counts.tolist(),
-            "exposures": self.exposures.tolist(),
-            "exposed": self.exposed.tolist(),
-            "converted": self.converted.tolist(),
+            "tally": self.tally.to_json(),
             "seen": self.seen,
             "customers": self.customers,
             "last": list(self.last) if self.last is not None else None,
@@ -563,14 +540,13 @@ class _Figures:
 
 def _flows_manifest(profile: Profile, plan: Plan) -> dict[str, Any]:
     """The manifest's flows and client key (what experience_definitions is made from)."""
-    variants = [len(f.variants) for f in profile.flows]
     return build_manifest(
         profile=profile,
         plan_seed=plan.seed,
         plan_days=plan.days,
         guests_simulated=plan.guests,
         counts={},
-        results=[[VariantOutcome(0, 0, 0)] * n for n in variants],
+        tally=new_tally(profile, plan.days)[0],
         guests=0,
         customers=0,
         last_event_key=b"",
@@ -625,19 +601,11 @@ def finish_datalake(out: Path, profile: Profile) -> GenerateResult:
         raise CdpsimError(f"{out}: the data lake parts were made by different runs", 2)
     plan = Plan.from_json(records[0]["plan"])
     counts = np.sum([r["counts"] for r in records], axis=0)
-    exposures = np.sum([r["exposures"] for r in records], axis=0)
-    exposed = np.sum([r["exposed"] for r in records], axis=0)
-    converted = np.sum([r["converted"] for r in records], axis=0)
     lasts = [tuple(r["last"]) for r in records if r["last"] is not None]
     last = max(lasts) if lasts else None
-    variants = [len(f.variants) for f in profile.flows]
-    results = [
-        [
-            VariantOutcome(int(exposures[f, i]), int(exposed[f, i]), int(converted[f, i]))
-            for i in range(n)
-        ]
-        for f, n in enumerate(variants)
-    ]
+    answer = new_tally(profile, plan.days)[0]
+    for r in records:
+        answer.add(r["tally"])
     by_type = {t.name: int(counts[t]) for t in EventType}
     seen = sum(int(r["seen"]) for r in records)
     manifest = build_manifest(
@@ -646,7 +614,7 @@ def finish_datalake(out: Path, profile: Profile) -> GenerateResult:
         plan_days=plan.days,
         guests_simulated=plan.guests,
         counts=by_type,
-        results=results,
+        tally=answer,
         guests=seen,
         customers=sum(int(r["customers"]) for r in records),
         last_event_key=sort_key(*last) if last is not None else b"",

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from generator.dataset.answer_key import VariantOutcome
 from generator.dataset.spill import RepeatFinder, Spill
 from generator.events.stored import UUID
 from generator.vocabulary import EMAIL_DOMAINS
@@ -40,6 +39,15 @@ __all__ = [
 ]
 
 _SWEEP = 4096  # events between sweeps of the sessions past their timeout
+
+
+@dataclass(frozen=True, slots=True)
+class VariantOutcome:
+    exposures: int
+    exposed_guests: int
+    converted_guests: int
+
+
 _NEVER = np.iinfo(np.int64).max
 
 
@@ -476,10 +484,14 @@ def default_checks(
 ) -> list[Check]:
     """The invariants `validate` holds every dataset to (besides the per-event checker's and
     the sessions' own)."""
+    # Here, not at the top: the analysis check (recount.py) is built on this module's Check.
+    from generator.dataset.recount import Analysis
+
     return [
         Refs(spill, report),
         Carts(report),
         Triggers(manifest, report),
         Guests(guests, report),
         AnswerKey(manifest, len(guests), report),
+        Analysis(manifest, guests, report),
     ]

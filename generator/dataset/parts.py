@@ -11,16 +11,18 @@ from typing import IO, Any
 
 import numpy as np
 
-from generator.dataset.answer_key import exposed_pairs
+from generator.dataset.answer_key import facts_records
 from generator.dataset.plan import Plan, PlanCache, blocks_of, shard_dir, sort_key
 from generator.events.lines import block_rows, guest_lines
 from generator.events.render import BlockRenderer
 from generator.events.types import EventType
 from generator.model.block import BlockFacts
-from generator.model.world import World
 from generator.profile import Profile
 
-__all__ = ["PartsJob", "no_cyclic_gc", "write_parts"]
+__all__ = ["ANSWER_FILES", "PartsJob", "no_cyclic_gc", "write_parts"]
+
+# Each worker's answer-key records, beside its guests (answer_key.py: PAIR, ORDER, SESSION).
+ANSWER_FILES = ("pairs", "orders", "sessions")
 
 # (profile, plan, out, shard, worker, workers)
 PartsJob = tuple[Profile, Plan, Path, tuple[int, int], int, int]
@@ -93,7 +95,8 @@ def _write_parts(
     # Every file opened here is closed when the stack unwinds (one pair per bucket stays open).
     with contextlib.ExitStack() as files:
         guests_out = open_part("guests", 1 << 20)
-        pairs_out = open_part("pairs", 1 << 20)
+        # The answer key's records (answer_key.py): small beside the events.
+        answer_out = [open_part(name, 1 << 18) for name in ANSWER_FILES]
         for block in blocks_of(world, shard, worker, workers):
             facts = cache.simulate(world, block)
             rows, extras = block_rows(renderer, facts)
@@ -119,28 +122,13 @@ def _write_parts(
                 bucket_files[0].write(part.tobytes())
                 counts[k] += len(part)
             guests_out.write(_guest_records(renderer, facts))
-            pairs_out.write(_exposed_pairs(world, facts).tobytes())
+            for out_file, records in zip(answer_out, facts_records(world, facts), strict=True):
+                out_file.write(records.tobytes())
             if on_block is not None:
                 on_block(len(facts))
             elif _done_queue is not None:
                 _done_queue.put(len(facts))
     return counts
-
-
-def _exposed_pairs(world: World, facts: BlockFacts) -> np.ndarray:
-    """The block's exposed (guest, flow) pairs, for the answer key."""
-    guest = facts.browser_guest[facts.session_browser[facts.session]] + facts.first_guest
-    return exposed_pairs(
-        guest,
-        facts.type,
-        facts.created_ms,
-        facts.ref_hi,
-        facts.ref_lo,
-        facts.flow,
-        facts.variant,
-        facts.goal_mask,
-        world.attribution_ms,
-    )
 
 
 def _guest_records(renderer: BlockRenderer, facts: BlockFacts) -> bytes:

@@ -5,8 +5,9 @@ unique refs), per session (one browser, point of sale and channel; no gap over t
 after FORCE_CLOSE; a browser's sessions never overlap; carts: CONFIRM only items ADDed, CHECKOUT
 after CONFIRM, PAYMENT after CHECKOUT), per guest and flow (browsers belong to their guest; one
 variant per guest and flow; CUSTOMER exactly when identified; emails on reserved domains; the
-guest's point of sale that of its events), and the manifest (counts by type, guests, and the
-answer key recomputed from the events); the file itself (cut short at a line boundary, CRLF line
+guest's point of sale that of its events; each guest's variant as its flow's assignment gives
+it), and the manifest (counts by type, guests, the answer key and every figure of the flows'
+analysis recomputed from the events: recount.py); the file itself (cut short at a line boundary, CRLF line
 ends).
 
 One pass, in memory that does not grow with the events: the checks of `invariants.py` keep

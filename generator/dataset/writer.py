@@ -32,7 +32,14 @@ import numpy as np
 import orjson
 
 from generator.dataset.allocator import keep_freed_memory
-from generator.dataset.answer_key import PAIR_DTYPE, VariantOutcome, count_pairs
+from generator.dataset.answer_key import (
+    ORDER_DTYPE,
+    PAIR_DTYPE,
+    SESSION_DTYPE,
+    Tally,
+    new_tally,
+    tally,
+)
 from generator.dataset.budget import check_room, join_needs, run_needs
 from generator.dataset.chunks import Chunk, write_chunk
 from generator.dataset.chunks import init_worker as init_chunk_worker
@@ -441,7 +448,7 @@ def _merge_parts(
         plan_days=plan.days,
         guests_simulated=plan.guests,
         counts=by_type,
-        results=_answer_key(out, variants, exposures, cutoff),
+        tally=_answer_key(out, profile, plan, exposures, cutoff),
         guests=guests_written,
         customers=customers,
         last_event_key=cutoff,
@@ -464,22 +471,24 @@ def _merge_parts(
 
 
 def _answer_key(
-    out: Path, variants: list[int], exposures: np.ndarray, cutoff: bytes
-) -> list[list[VariantOutcome]]:
-    """The answer key of the written dataset: every shard's exposed pairs, streamed a batch at a
+    out: Path, profile: Profile, plan: Plan, exposures: np.ndarray, cutoff: bytes
+) -> Tally:
+    """The answer key of the written dataset: every shard's records, streamed a batch at a
     time and counted against the dataset's last event."""
-    exposed = converted = np.zeros_like(exposures)
-    if cutoff:  # else no event was written: nobody was exposed
-        last = sort_position(cutoff)
-        paths = sorted(parts_dir(out).glob("shard-*/w*/pairs"))
-        exposed, converted = count_pairs(_batches(paths, PAIR_DTYPE), last, variants)
-    return [
-        [
-            VariantOutcome(int(exposures[f, i]), int(exposed[f, i]), int(converted[f, i]))
-            for i in range(n)
-        ]
-        for f, n in enumerate(variants)
-    ]
+    counts, periods, windows = new_tally(profile, plan.days)
+    counts.exposures[...] = exposures
+    if not cutoff:  # no event was written: nobody was exposed
+        return tally(counts, [], [], [], (0, 0, 0), windows, periods)
+    workers = sorted(parts_dir(out).glob("shard-*/w*"))
+    return tally(
+        counts,
+        _batches([w / "pairs" for w in workers], PAIR_DTYPE),
+        _batches([w / "orders" for w in workers], ORDER_DTYPE),
+        _batches([w / "sessions" for w in workers], SESSION_DTYPE),
+        sort_position(cutoff),
+        windows,
+        periods,
+    )
 
 
 def _batches(paths: list[Path], dtype: np.dtype, size: int = 1 << 16) -> Iterator[np.ndarray]:
