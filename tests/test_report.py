@@ -137,9 +137,16 @@ def test_each_bundled_profile_report_equals_manifest_and_events(
     assert counts["byType"] == {k: v for k, v in manifest["counts"].items() if v}
     assert counts["guestsSeen"] == manifest["guests"]["seen"] == sum(traffic["newGuestsPerDay"])
     assert counts["customers"] == manifest["guests"]["customers"]
-    # The answer key, at each flow's own window, equals the manifest's.
+    # The answer key, at each flow's own window, equals the manifest's; and at every window the
+    # manifest lists (its analysis), the manifest's converted guests equal the events'.
     for flow in fig["experiments"]:
         want = manifest["flows"][flow["flow"]]
+        assert [w["label"] for w in flow["windows"][1:]] == [
+            w for w in want["attributionWindows"] if w != flow["windows"][0]["label"]
+        ]
+        for window in flow["windows"]:
+            for got in window["variants"]:
+                assert got["manifestConvertedGuests"] == got["convertedGuests"]
         primary = flow["windows"][0]
         assert primary["primary"] and primary["hours"] == want["attributionHours"]
         for got, v in zip(primary["variants"], want["variants"], strict=True):
