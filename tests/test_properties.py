@@ -48,22 +48,48 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
         raw = draw(st.lists(st.integers(1, 10), min_size=k, max_size=k))
         weights = [w / sum(raw) for w in raw]
         weights[-1] = 1 - sum(weights[:-1])
-        flows.append(
-            {
-                "friendlyId": f"flow_{i}",
-                "kind": draw(st.sampled_from(["experience", "experiment"])),
-                "triggerPages": draw(
-                    st.lists(st.sampled_from(PAGES), min_size=1, max_size=3, unique=True)
-                ),
-                "trafficAllocation": draw(st.floats(0.1, 1)),
-                "goalProductType": goal,
-                "attributionHours": draw(st.sampled_from([1, 3, 24, 72, 168])),
-                "variants": [
-                    {"name": f"v{j}", "weight": w, "conversionRate": draw(st.floats(0, 1))}
-                    for j, w in enumerate(weights)
-                ],
+        mode = draw(st.sampled_from(["unique", "universal", "optimized"]))
+        variants: list[dict[str, Any]] = [
+            {"name": f"v{j}", "conversionRate": draw(st.floats(0, 1))} for j in range(k)
+        ]
+        flow: dict[str, Any] = {
+            "friendlyId": f"flow_{i}",
+            "kind": draw(st.sampled_from(["experience", "experiment"])),
+            "triggerPages": draw(
+                st.lists(st.sampled_from(PAGES), min_size=1, max_size=3, unique=True)
+            ),
+            "assignment": mode,
+            "goalProductType": goal,
+            "attributionHours": draw(st.sampled_from([1, 3, 24, 72, 168])),
+            "variants": variants,
+        }
+        if mode == "unique":
+            flow["trafficAllocation"] = draw(st.floats(0.1, 1))
+            for variant, w in zip(variants, weights, strict=True):
+                variant["weight"] = w
+        elif mode == "universal":
+            # A range of the 120 buckets, cut into one range per variant.
+            lo = draw(st.integers(1, 120 - k + 1))
+            hi = draw(st.integers(lo + k - 1, 120))
+            cuts: list[int] = []
+            if k > 1:
+                cuts = sorted(
+                    draw(
+                        st.lists(
+                            st.integers(lo + 1, hi), min_size=k - 1, max_size=k - 1, unique=True
+                        )
+                    )
+                )
+            edges = [lo, *cuts, hi + 1]
+            flow["buckets"] = [lo, hi]
+            for j, variant in enumerate(variants):
+                variant["buckets"] = [edges[j], edges[j + 1] - 1]
+        else:
+            flow["bandit"] = {
+                "periodHours": draw(st.integers(1, 24)),
+                "impressionsPerPeriod": draw(st.floats(1, 5000)),
             }
-        )
+        flows.append(flow)
     return {
         "name": "prop",
         "seed": draw(st.integers(0, 2**32)),

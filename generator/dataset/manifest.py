@@ -121,6 +121,7 @@ def _bandit(
     exposed = tally.period_exposed.get(f)
     converted = tally.period_converted.get(f)
     start_ms = int(start.timestamp() * 1000)
+    k = len(flow.variants)
     periods = []
     for p in range(count):
         seen, bought = schedule.counted(p)
@@ -131,8 +132,8 @@ def _bandit(
                 "weights": schedule.weights(p).tolist(),
                 "countedImpressions": seen.tolist(),
                 "countedConversions": bought.tolist(),
-                "exposedGuests": [] if exposed is None else exposed[p].tolist(),
-                "convertedGuests": [] if converted is None else converted[p].tolist(),
+                "exposedGuests": [] if exposed is None else exposed[p, :k].tolist(),
+                "convertedGuests": [] if converted is None else converted[p, :k].tolist(),
             }
         )
     return {

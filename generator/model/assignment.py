@@ -53,7 +53,8 @@ UNIVERSAL_SALT = np.uint64(0x2F790ADA570AFED8)
 
 MONTE_CARLO_DRAWS = 10_000  # Sitecore's N_MC: "a fixed parameter across all tests"
 MINIMUM_WEIGHT = 0.01  # every variant keeps at least 1% of the traffic
-MAX_PERIODS = 10_000  # the schedule is computed this far; later periods keep the last weights
+# The schedule is computed this far (a few ms a period); later periods keep the last weights.
+MAX_PERIODS = 1_000
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

@@ -90,6 +90,8 @@ class Tenant:
             i for i, f in enumerate(profile.flows) if f.assignment is Assignment.OPTIMIZED
         }
         self._kept: dict[tuple[str, int], int] = {}
+        self._start_ms = int(profile.start.timestamp() * 1000)
+        self._end_ms = int(profile.end.timestamp() * 1000)
         ledger.on_commit = self._committed
         self._ref_ms = self._ref_seq = self._iso_ms = -1
         self._iso_text = ""
@@ -426,7 +428,12 @@ class Tenant:
         if kept is not None:
             return kept
         hint = params.get(OCCURRED_HINT) if isinstance(params, dict) else None
-        at = hint if isinstance(hint, int) and not isinstance(hint, bool) else self._now_ms()
+        if isinstance(hint, int) and not isinstance(hint, bool):
+            at = hint
+        else:
+            # The clock, inside the profile's window: a server started long after it would
+            # otherwise be in a period whose weights take long to reach.
+            at = min(max(self._now_ms(), self._start_ms), self._end_ms - 1)
         return assign_one(self._flows, index, guest, at)
 
     async def ingest(
