@@ -57,7 +57,7 @@ def _tally(rng: np.random.Generator, exposed: int, control_rate: float, lift: fl
         for w, c in enumerate(converted.tolist()):
             orders = rng.multinomial(c + int(rng.integers(0, c + 1)), [0.7, 0.3])
             t.orders[0, v, w] = orders
-            t.revenue_cents[0, v, w] = orders * rng.integers(500, 20_000, 2)
+            t.revenue_milli[0, v, w] = orders * rng.integers(5_000, 200_000, 2)
     return t
 
 
@@ -81,7 +81,7 @@ def test_the_writers_analysis_and_validates_agree_on_any_counts(
         [dict(zip(currencies, o, strict=True)) for o in t.orders[0, v].tolist()] for v in (0, 1)
     ]
     cents = [
-        [dict(zip(currencies, c, strict=True)) for c in t.revenue_cents[0, v].tolist()]
+        [dict(zip(currencies, c, strict=True)) for c in t.revenue_milli[0, v].tolist()]
         for v in (0, 1)
     ]
     for v in (0, 1):
@@ -110,15 +110,38 @@ def test_winner_needs_the_sample_size_the_difference_and_the_confidence() -> Non
     assert flow_analysis(["only"], "x", 24, ("EUR",), single, 0)[0]["verdict"] is None
 
 
-def test_order_values_are_the_carts_since_the_last_checkout_or_clear() -> None:
+def test_order_values_are_the_carts_since_the_last_order_or_clear() -> None:
     E = EventType
     session = np.array([0, 0, 1, 0, 0, 1, 1, 0, 0, 0])
     kind = np.array(
         [E.ADD, E.ADD, E.ADD, E.CHECKOUT, E.ADD, E.CLEAR_CART, E.ADD, E.ADD, E.VIEW, E.CHECKOUT]
     )
-    cents = np.array([100, 250, 999, 0, 40, 0, 7, 3, 0, 0])
-    got = order_values(session, kind, cents)
-    assert got.tolist() == [0, 0, 0, 350, 0, 0, 0, 0, 0, 43]
+    value = np.array([100, 250, 999, 0, 40, 0, 7, 3, 0, 0])
+    assert order_values(session, kind, value).tolist() == [0, 0, 0, 350, 0, 0, 0, 0, 0, 43]
+
+
+def test_order_values_of_later_statuses_and_uncounted_rows() -> None:
+    """A CHECKOUT that places no order (a later status of the same order) carries the value of
+    the order placed last; rows outside `counts` (stored FAILED) change nothing."""
+    E = EventType
+    rows = [  # (session, type, value, places an order, counts)
+        (0, E.ADD, 100, False, True),
+        (0, E.ADD, 250, False, True),
+        (1, E.ADD, 999, False, True),
+        (0, E.CHECKOUT, 0, True, False),  # not counted: no order, no reset
+        (0, E.CHECKOUT, 0, True, True),  # 350
+        (0, E.ADD, 40, False, True),
+        (1, E.CLEAR_CART, 0, False, True),
+        (1, E.ADD, 7, False, True),
+        (0, E.ADD, 3, False, False),  # not counted: not in the cart
+        (0, E.CHECKOUT, 0, True, True),  # 40
+        (1, E.CHECKOUT, 0, True, True),  # 7
+        (0, E.CHECKOUT, 0, False, True),  # a later status of the 40 order
+        (1, E.CHECKOUT, 0, False, True),  # and of the 7 one
+    ]
+    session, kind, value, places, counts = (np.array(c) for c in zip(*rows, strict=True))
+    got = order_values(session, kind, value, places, counts)
+    assert got.tolist() == [0, 0, 0, 0, 350, 0, 0, 0, 0, 40, 7, 40, 7]
 
 
 def test_validate_recomputes_every_figure_and_names_the_wrong_ones(

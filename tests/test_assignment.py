@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from conftest import MODES, MODES_EVENTS, make_dataset, modes_data
+from conftest import MODES, MODES_SIZE, make_dataset, modes_data
 
 from generator.dataset.reader import open_dataset
 from generator.dataset.validate import validate_dataset
@@ -187,7 +187,7 @@ def test_every_mode_validates(modes_dataset: Path) -> None:
 
 
 def test_every_mode_splits_into_the_same_bytes(modes_dataset: Path, tmp_path: Path) -> None:
-    two = make_dataset(tmp_path / "w2", MODES, events=MODES_EVENTS, workers=2)
+    two = make_dataset(tmp_path / "w2", MODES, **MODES_SIZE, workers=2)
     for name in ("events.jsonl", "manifest.json", "guests.jsonl"):
         assert (two / name).read_bytes() == (modes_dataset / name).read_bytes(), name
 
