@@ -113,13 +113,17 @@ def order_values(
     thousandths). `places` marks the CHECKOUTs that place an order (default: every CHECKOUT);
     another CHECKOUT of the session (a later status of the same order) carries the value of
     the order placed last. Rows outside `counts` (default: all) count for nothing."""
-    n = len(kind)
-    out = np.zeros(n, dtype=np.int64)
+    out = np.zeros(len(kind), dtype=np.int64)
+    # Only carts and orders matter: a small share of the events.
+    rows = np.flatnonzero(
+        (kind == EventType.ADD) | (kind == EventType.CHECKOUT) | (kind == EventType.CLEAR_CART)
+    )
+    n = len(rows)
     if n == 0:
         return out
-    checkout_all = kind == EventType.CHECKOUT
-    places = checkout_all if places is None else places
-    counts = np.ones(n, dtype=bool) if counts is None else counts.astype(bool)
+    places = (kind[rows] == EventType.CHECKOUT) if places is None else places[rows]
+    counts = np.ones(n, dtype=bool) if counts is None else counts[rows].astype(bool)
+    session, kind, add_value = session[rows], kind[rows], add_value[rows]
     order = np.argsort(session, kind="stable")  # each session's events, still in time order
     s, k, ok = session[order], kind[order], counts[order]
     value = np.where((k == EventType.ADD) & ok, add_value[order], 0).astype(np.int64)
@@ -140,7 +144,7 @@ def order_values(
     # one whose later status it records).
     last_placed = np.maximum.accumulate(np.where(placed, at, -1))
     own = checkout & (last_placed >= session_start)
-    out[order[own]] = cart[last_placed[own]]
+    out[rows[order[own]]] = cart[last_placed[own]]
     return out
 
 
