@@ -150,7 +150,7 @@ def test_validate_recomputes_every_figure_and_names_the_wrong_ones(
     manifest = orjson.loads((modes_dataset / "manifest.json").read_bytes())
     flow = manifest["flows"]["uniq"]
     assert flow["attributionWindows"] == ["1h", "3h", "1d", "3d", "7d"]
-    assert flow["goals"]["primary"]["goalProductType"] == "hats"
+    assert flow["goals"]["primary"]["goalProductType"] == "HATS"  # as ADD spells it
     assert flow["sampleSize"]["guestsPerVariant"] == 21_109
     assert flow["verdict"]["result"] == "Inconclusive"
     for v in flow["variants"]:
