@@ -24,12 +24,12 @@ GOLDEN = {
     "smoke": {
         "events.jsonl": "c331d7f632fffe186353481ded9a7d3358d506627b15c8e5144c38ea928c13e2",
         "guests.jsonl": "14176fc93743e4367388d8dbdbcd3334dafa202e8aa2276670be3f42b6ef6e03",
-        "manifest.json": "62db1fb7db45c5edf5270efccf4b6dee560613e35a23a33128a124ba354a57cb",
+        "manifest.json": "c13d2571585b554131bcbd1135629d7296f840ad1ad041493bd70832fe2b2095",
     },
     "multi-region": {
         "events.jsonl": "dac4dd5138cb92fdacde2f65b9d107b7f0eb3428fe45a6db1c02f0dcc4b21ba9",
         "guests.jsonl": "7211c2fbce775943ff1499fb6cb5e36ff7a23e855bef7d9575178c5e4e7a95ce",
-        "manifest.json": "b2e8c797a484e05dd8d73a2e1d12b402b6871c1b75d829a1cf5e12188229bdf1",
+        "manifest.json": "58c21cfdea2d16b6efd49848afcb7536a3b2619d0a54adc25b6f5d7a088138c0",
     },
 }
 EVENTS = 3000
