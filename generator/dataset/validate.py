@@ -7,8 +7,8 @@ after CONFIRM, PAYMENT after CHECKOUT), per guest and flow (browsers belong to t
 variant per guest and flow; CUSTOMER exactly when identified; emails on reserved domains; the
 guest's point of sale that of its events; each guest's variant as its flow's assignment gives
 it), and the manifest (counts by type, guests, the answer key and every figure of the flows'
-analysis recomputed from the events: recount.py); the file itself (cut short at a line boundary, CRLF line
-ends).
+analysis recomputed from the events: recount.py); the file itself (cut short at a line
+boundary, CRLF line ends).
 
 One pass, in memory that does not grow with the events: the checks of `invariants.py` keep
 state per open session and per guest, and the refs that must be unique go to disk (`spill.py`).
