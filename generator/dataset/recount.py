@@ -102,7 +102,7 @@ class Analysis(Check):
             v = self._variant[f].get(str(fx.get("flowVariantRef"))) if f is not None else None
             if f is None or v is None:
                 return
-            exposed = notes.setdefault("exposed", set())
+            exposed = notes.setdefault("analysis.exposed", set())
             if f not in exposed:
                 exposed.add(f)
                 self._sessions[f, v] += 1
@@ -115,9 +115,11 @@ class Analysis(Check):
                         if self._goal[f] in types:
                             self._count(f, g, v, 0, milli, cur)
         elif seen.type == "ADD":
-            notes["value"] = notes.get("value", 0) + _milli(seen.data.get("product", {}))
+            notes["analysis.value"] = notes.get("analysis.value", 0) + _milli(
+                seen.data.get("product", {})
+            )
         elif seen.type == "CHECKOUT":
-            value = notes.pop("value", 0)
+            value = notes.pop("analysis.value", 0)
             if seen.data.get("status") != "PURCHASED":
                 return
             types = frozenset(c.split("\x1f")[1] for c in seen.session.cart)
@@ -133,7 +135,7 @@ class Analysis(Check):
                     if 0 <= delta <= _LONGEST:
                         self._count(f, g, v, delta, value, cur)
         elif seen.type == "CLEAR_CART":
-            notes.pop("value", None)
+            notes.pop("analysis.value", None)
 
     def _count(self, f: int, g: int, v: int, delta: int, value: int, cur: int) -> None:
         for w, hours in enumerate(_HOURS):
