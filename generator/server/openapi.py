@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from generator.events.stored import ENVELOPE_FIELDS
 from generator.profile import Channel
 from generator.server.bodies import MAX_DEPTH
 from generator.vocabulary import CLIENT_TYPES, CUSTOM_TYPE_MAX_LENGTH, CUSTOM_TYPE_RULE, EventType
@@ -210,19 +211,7 @@ _SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "description": "An event in CDP's stored form (README: A dataset on disk); a TRACKING "
         "event adds flowExecutionRef and meets tracking-event.schema.json.",
-        "required": [
-            "ref",
-            "clientKey",
-            "createdAt",
-            "modifiedAt",
-            "type",
-            "status",
-            "channel",
-            "pointOfSale",
-            "browserRef",
-            "sessionRef",
-            "arbitraryData",
-        ],
+        "required": list(ENVELOPE_FIELDS),  # the envelope's one home
         "properties": {
             "ref": _UUID,
             "clientKey": _STRING,
