@@ -27,6 +27,7 @@ from generator.dataset.entities import Order, OrderItem
 from generator.events.render import BlockRenderer
 from generator.events.timestamps import iso_text
 from generator.model.block import BlockFacts
+from generator.model.orders import status_counts
 from generator.model.refs import halves_strings, halves_text
 from generator.profile import Page
 from generator.vocabulary import EMAIL_DOMAINS, PAY_TYPES, EventType
@@ -812,7 +813,8 @@ class BlockLake:
     # --- the manifest's figures --------------------------------------------------------------
 
     def type_counts(self) -> np.ndarray:
-        return np.bincount(self.type, minlength=_NT)
+        """Events by type, then FAILED events by type (orders.status_counts)."""
+        return status_counts(self.type, self.facts.failed[: self.n])
 
     def exposures(self, variants: int) -> np.ndarray:
         out = np.zeros((max(self.lex.flows, 1), max(variants, 1)), dtype=np.int64)

@@ -5,7 +5,7 @@ Prices: a catalog price (behaviour.catalogCurrency) times the point of sale's ra
 its currency's minor unit; whole numbers (JPY) are carried as Python ints, so that events say
 `1600`, not `1600.0`. Baskets: a session that places an order adds, from its cart page, a
 Poisson number of products of types that are no flow's goal (so no conversion is made or
-lost by them), spread over its stay on that page; every ADD's quantity is drawn from
+lost by them; cheaper items likelier), spread over its stay on that page; every ADD's quantity is drawn from
 behaviour.basket.quantityShares. The draws come from a stream of their own per block
 (`basket_rng`), apart from the block's main one.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from generator.profile import Profile
 from generator.profile.money import minor_digits, reference_rate
 
-__all__ = ["PriceList", "basket_rng", "extra_items", "quantities"]
+__all__ = ["PriceList", "basket_rng", "extra_items", "quantities", "single_items"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +54,21 @@ def basket_rng(seed: int, block: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(block, 1)))
 
 
-def quantities(rng: np.random.Generator, shares: tuple[float, ...], n: int) -> np.ndarray:
-    """n ADD quantities (1, 2, 3 ...) at the given shares."""
+def quantities(
+    rng: np.random.Generator, shares: tuple[float, ...], single: np.ndarray
+) -> np.ndarray:
+    """ADD quantities (1, 2, 3 ...) at the given shares; 1 where `single` (dear items)."""
     cum = np.cumsum(np.asarray(shares, dtype=np.float64))
     cum[-1] = 1.0
-    return (np.searchsorted(cum, rng.random(n), side="right") + 1).astype(np.int64)
+    q = np.searchsorted(cum, rng.random(len(single)), side="right") + 1
+    return np.where(single, 1, q).astype(np.int64)
+
+
+def single_items(profile: Profile, base: np.ndarray) -> np.ndarray:
+    """Per item: bought one at a time (priced above behaviour.basket.singleAbove, by default
+    the catalog's median price)."""
+    limit = profile.behaviour.basket.single_above
+    return base > (float(np.median(base)) if limit is None else limit)
 
 
 def extra_items(
@@ -71,6 +81,7 @@ def extra_items(
     type_weights: np.ndarray,
     type_first: np.ndarray,
     type_items: np.ndarray,
+    prices: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Items buyers add from the cart page, seen at `page_at` and left at `leave_at`: per
     session a Poisson(mean) count of products of the given types (by weight), at even steps
@@ -85,7 +96,17 @@ def extra_items(
     j = np.arange(total) - np.repeat(np.cumsum(k) - k, k)
     span = leave_at[row] - page_at[row]
     time = page_at[row] + (span * (j + 1)) // (k[row] + 1)
+    # Add-ons: a type by catalog weight, then its items with odds falling as their price
+    # grows (1 / price), as the cheaper things are what a cart page offers.
     w = type_weights / type_weights.sum()
-    types = item_types[np.searchsorted(np.cumsum(w), rng.random(total), side="right").clip(0, len(w) - 1)]
-    item = type_first[types] + (rng.random(total) * type_items[types]).astype(np.int64)
+    pick = np.searchsorted(np.cumsum(w), rng.random(total), side="right")
+    types = item_types[np.minimum(pick, len(w) - 1)]
+    u = rng.random(total)
+    item = np.empty(total, dtype=np.int64)
+    for t in np.unique(types).tolist():
+        rows = np.flatnonzero(types == t)
+        first, count = int(type_first[t]), int(type_items[t])
+        cum = np.cumsum(1.0 / prices[first : first + count])
+        at = np.searchsorted(cum / cum[-1], u[rows], side="right")
+        item[rows] = first + np.minimum(at, count - 1)
     return sessions[row], time.astype(np.int64), item

@@ -608,6 +608,7 @@ def _actions(
         catalog.type_weights[other],
         catalog.type_first_item,
         catalog.type_items,
+        catalog.item_price,
     )
     parts.append(_timed(basket[0], basket[1], E.ADD, _CART, basket[2]))
     for slot, etype in _ORDER_EVENTS:
@@ -671,7 +672,9 @@ def _actions(
     # Per row: quantities of ADDs, FAILED rows, CHECKOUT statuses.
     adds = np.flatnonzero(x_type == E.ADD)
     quantity = np.zeros(len(x_sess), dtype=np.int16)
-    quantity[adds] = quantities(brng, behaviour.basket.quantity_shares, len(adds))
+    quantity[adds] = quantities(
+        brng, behaviour.basket.quantity_shares, world.single_item[x_item[adds]]
+    )
     session_failed = np.concatenate([failed, np.zeros(A, dtype=bool)])
     row_failed = session_failed[x_sess] & ((x_type == E.CONFIRM) | (x_type == E.CHECKOUT))
     status = np.full(len(x_sess), _NONE, dtype=np.int8)

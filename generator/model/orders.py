@@ -15,9 +15,18 @@ from __future__ import annotations
 import numpy as np
 
 from generator.profile import LogNormal, Orders
-from generator.vocabulary import ORDER_STATUSES
+from generator.vocabulary import ORDER_STATUSES, EventType
 
-__all__ = ["CANCELLED", "CONFIRMED", "PENDING", "REFUNDED", "after_sale", "failures"]
+__all__ = [
+    "CANCELLED",
+    "CONFIRMED",
+    "PENDING",
+    "REFUNDED",
+    "after_sale",
+    "by_status",
+    "failures",
+    "status_counts",
+]
 
 PENDING = ORDER_STATUSES.index("PAYMENT_PENDING")
 CONFIRMED = ORDER_STATUSES.index("CONFIRMED")
@@ -115,3 +124,19 @@ def _before(sb: np.ndarray, sf: np.ndarray, b: np.ndarray, at: np.ndarray) -> np
     key = sb.astype(np.int64) * shift + (sf - base)
     query = b.astype(np.int64) * shift + np.clip(at - base, 0, int(shift) - 1)
     return np.searchsorted(key, query, side="right") - 1
+
+
+def status_counts(kind: np.ndarray, failed: np.ndarray) -> np.ndarray:
+    """Events by type code, then FAILED events by type code (2 x len(EventType) counts)."""
+    n = len(EventType)
+    return np.bincount(
+        kind.astype(np.int64) + n * failed.astype(np.int64), minlength=2 * n
+    ).astype(np.int64)
+
+
+def by_status(counts: np.ndarray) -> tuple[dict[str, int], dict[str, int]]:
+    """status_counts as the manifest has them: all events by type name, and FAILED ones."""
+    n = len(EventType)
+    every = {t.name: int(counts[t] + counts[n + t]) for t in EventType}
+    failed = {t.name: int(counts[n + t]) for t in EventType}
+    return every, failed

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from generator.model.assignment import FlowTable
-from generator.model.baskets import PriceList
+from generator.model.baskets import PriceList, single_items
 from generator.model.pools import Pools
 from generator.model.rhythm import SessionClock
 from generator.profile import JOURNEY_PAGES, Page, Profile
@@ -93,6 +93,7 @@ class World:
         self.pools = Pools.build(profile, self.seed)
         self.catalog = Catalog.build(profile)
         self.prices = PriceList.build(profile, self.catalog.item_price)
+        self.single_item = single_items(profile, self.catalog.item_price)
         self.flows = FlowTable(profile)
         self.clocks = tuple(
             SessionClock(profile.behaviour, pos, self.start, self.end)

@@ -217,10 +217,12 @@ class Basket(_Frozen):
     # Mean items (Poisson) a buyer adds from the cart page on the way to checkout: products of
     # types that are no flow's goal, by catalog weight.
     extra_items: float = Field(default=1.0, ge=0, le=20, alias="extraItems")
-    # Shares of an ADD's quantity 1, 2, 3 ...
+    # Shares of an ADD's quantity 1, 2, 3 ..., for items priced (in the catalog's currency)
+    # at most singleAbove; dearer ones are bought one at a time. Unset: the catalog's median.
     quantity_shares: tuple[Probability, ...] = Field(
-        default=(0.62, 0.24, 0.09, 0.05), alias="quantityShares", min_length=1, max_length=10
+        default=(0.55, 0.3, 0.1, 0.05), alias="quantityShares", min_length=1, max_length=10
     )
+    single_above: float | None = Field(default=None, gt=0, alias="singleAbove")
 
     @field_validator("quantity_shares")
     @classmethod
