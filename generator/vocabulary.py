@@ -8,10 +8,10 @@ import sys
 from enum import EnumType, IntEnum
 
 __all__ = [
+    "AFTER_SALE_STATUSES",
     "CLIENT_TYPES",
     "CUSTOM_TYPE_MAX_LENGTH",
     "CUSTOM_TYPE_RULE",
-    "AFTER_SALE_STATUSES",
     "EMAIL_DOMAINS",
     "EVENT_STATUSES",
     "EVENT_TYPE_NAMES",

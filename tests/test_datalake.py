@@ -144,7 +144,10 @@ def test_entities_join_back_to_the_events(lake: Path, events_ds: Path) -> None:
         per_session[e["sessionRef"]].append(e)
     assert {s[0] for s in sessions} == set(per_session)
     prices = {
-        e["ref"]: (e["arbitraryData"]["product"]["price"], e["arbitraryData"]["product"]["quantity"])
+        e["ref"]: (
+            e["arbitraryData"]["product"]["price"],
+            e["arbitraryData"]["product"]["quantity"],
+        )
         for e in stored.values()
         if e["type"] == "ADD"
     }

@@ -468,7 +468,10 @@ class BlockLake:
                 ("product.name", _take(lex.item_name, items)),
                 ("product.orderedAt", _fixed(ordered)),
                 ("product.quantity", pc.cast(pa.array(f.quantity[rows]), pa.string())),
-                ("product.price", _take(lex.item_price, pos.astype(np.int64) * lex.n_items + items)),
+                (
+                    "product.price",
+                    _take(lex.item_price, pos.astype(np.int64) * lex.n_items + items),
+                ),
                 ("product.productId", _take(lex.item_id, items)),
                 ("product.currency", _take(lex.currency, pos)),
                 ("product.referenceId", _fixed(self.order_text[self.sess[rows]])),

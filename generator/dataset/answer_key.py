@@ -4,8 +4,8 @@ A guest converted for a flow in a window when, after their first exposure to it 
 of that flow), within the window, they placed an order holding the flow's goal product: the
 order's first CHECKOUT, stored PROCESSED, with status PURCHASED or PAYMENT_PENDING (its sale).
 What becomes of the order later (CONFIRMED, CANCELLED, REFUNDED) does not undo the conversion,
-and a FAILED CHECKOUT places no order. Times are the events' createdAt. The windows are CDP's: 1 h, 3 h, 1 d,
-3 d and 7 d.
+and a FAILED CHECKOUT places no order. Times are the events' createdAt. The windows are
+CDP's: 1 h, 3 h, 1 d, 3 d and 7 d.
 
 The writer keeps three small records per block, never the events (`block_records`): each
 exposed (guest, flow) pair with its first exposure and its first goal order within 7 days;

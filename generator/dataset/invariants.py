@@ -114,9 +114,7 @@ class Seen:
     def sale(self) -> bool:
         """A PROCESSED CHECKOUT whose status places an order (SALE_STATUSES)."""
         return (
-            self.type == "CHECKOUT"
-            and not self.failed
-            and self.data.get("status") in SALE_STATUSES
+            self.type == "CHECKOUT" and not self.failed and self.data.get("status") in SALE_STATUSES
         )
 
 

@@ -64,8 +64,8 @@ from generator.dataset.provenance import (
 )
 from generator.errors import CdpsimError
 from generator.events.types import EventType
-from generator.model.orders import by_status
 from generator.lifecycle import die_with_parent
+from generator.model.orders import by_status
 from generator.profile import Profile
 
 __all__ = [

@@ -125,7 +125,9 @@ def block_rows(r: BlockRenderer, facts: BlockFacts) -> tuple[np.ndarray, bytes]:
             carts.setdefault(s, []).append(b'{"item_id":%s}' % p.item_id[x])
         failed = facts.failed[confirm].tolist()
         phantom = facts.item[confirm].tolist()
-        for i, s, bad, x in zip(confirm.tolist(), sess[confirm].tolist(), failed, phantom, strict=True):
+        for i, s, bad, x in zip(
+            confirm.tolist(), sess[confirm].tolist(), failed, phantom, strict=True
+        ):
             listed = carts.get(s, [])
             if bad:
                 listed = [*listed, b'{"item_id":%s}' % p.item_id[x]]

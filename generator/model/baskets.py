@@ -5,9 +5,10 @@ Prices: a catalog price (behaviour.catalogCurrency) times the point of sale's ra
 its currency's minor unit; whole numbers (JPY) are carried as Python ints, so that events say
 `1600`, not `1600.0`. Baskets: a session that places an order adds, from its cart page, a
 Poisson number of products of types that are no flow's goal (so no conversion is made or
-lost by them; cheaper items likelier), spread over its stay on that page; every ADD's quantity is drawn from
-behaviour.basket.quantityShares. The draws come from a stream of their own per block
-(`basket_rng`), apart from the block's main one.
+lost by them; cheaper items likelier), spread over its stay on that page; every ADD's
+quantity is drawn from behaviour.basket.quantityShares (items dearer than singleAbove: 1).
+The draws come from a stream of their own per block (`basket_rng`), apart from the block's
+main one.
 """
 
 from __future__ import annotations

@@ -129,9 +129,9 @@ def _before(sb: np.ndarray, sf: np.ndarray, b: np.ndarray, at: np.ndarray) -> np
 def status_counts(kind: np.ndarray, failed: np.ndarray) -> np.ndarray:
     """Events by type code, then FAILED events by type code (2 x len(EventType) counts)."""
     n = len(EventType)
-    return np.bincount(
-        kind.astype(np.int64) + n * failed.astype(np.int64), minlength=2 * n
-    ).astype(np.int64)
+    return np.bincount(kind.astype(np.int64) + n * failed.astype(np.int64), minlength=2 * n).astype(
+        np.int64
+    )
 
 
 def by_status(counts: np.ndarray) -> tuple[dict[str, int], dict[str, int]]:
