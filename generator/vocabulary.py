@@ -8,12 +8,17 @@ import sys
 from enum import EnumType, IntEnum
 
 __all__ = [
+    "AFTER_SALE_STATUSES",
     "CLIENT_TYPES",
     "CUSTOM_TYPE_MAX_LENGTH",
     "CUSTOM_TYPE_RULE",
     "EMAIL_DOMAINS",
+    "EVENT_STATUSES",
     "EVENT_TYPE_NAMES",
+    "FAILURE_REASONS",
+    "ORDER_STATUSES",
     "PAY_TYPES",
+    "SALE_STATUSES",
     "EventType",
     "is_custom_type",
     "product_type_label",
@@ -78,6 +83,22 @@ def is_custom_type(name: str) -> bool:
 
 # A PAYMENT's pay_type; the model draws an index into this tuple.
 PAY_TYPES = ("Card", "PayPal", "Voucher", "Other")
+
+# A CHECKOUT's `status` (spec section 6); the model carries an index into this tuple. The
+# CHECKOUT that places an order says PURCHASED or PAYMENT_PENDING (SALE_STATUSES: the sale, and
+# the answer key's conversion); later ones of the same reference_id move it on: CONFIRMED in the
+# same session, CANCELLED or REFUNDED after the sale (AFTER_SALE_STATUSES).
+ORDER_STATUSES = ("PURCHASED", "PAYMENT_PENDING", "CONFIRMED", "CANCELLED", "REFUNDED")
+SALE_STATUSES = frozenset({"PURCHASED", "PAYMENT_PENDING"})
+AFTER_SALE_STATUSES = frozenset({"CANCELLED", "REFUNDED"})
+
+# A stored event's envelope `status`: PROCESSED, or FAILED for an event CDP could not process.
+EVENT_STATUSES = ("PROCESSED", "FAILED")
+# Why a generated event is FAILED, by type: the manifest counts them under these reasons.
+FAILURE_REASONS = {
+    "CONFIRM": "lists an item never added to the session's cart",
+    "CHECKOUT": "checks out a cart whose CONFIRM failed",
+}
 
 # Reserved for documentation (RFC 2606): no generated person can receive mail. The model draws
 # an index into this tuple.

@@ -7,6 +7,7 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import orjson
@@ -46,17 +47,24 @@ def test_every_line_is_valid_and_every_record_is_there(tmp_path: Path, dataset: 
     assert len({r["ref"] for r in records}) == len(records)
     ds = open_dataset(dataset)
     customers = {g["guestRef"] for _, g in ds.guests() if g["type"] == "CUSTOMER"}
-    checkouts = {
-        e["arbitraryData"]["reference_id"]: e for _, e in ds.events() if e["type"] == "CHECKOUT"
-    }
+    # An order per sale (its first PROCESSED CHECKOUT), with its reference's latest status.
+    checkouts: dict[str, Any] = {}
+    status: dict[str, str] = {}
+    for _, e in ds.events():
+        if e["type"] == "CHECKOUT" and e["status"] == "PROCESSED":
+            checkouts.setdefault(e["arbitraryData"]["reference_id"], e)
+            status[e["arbitraryData"]["reference_id"]] = e["arbitraryData"]["status"]
     guests = [r for r in records if r["schema"] == "guest"]
     assert {r["value"]["extensions"][0]["cdpsimGuestRef"] for r in guests} == customers
     orders = {r["value"]["referenceId"]: r["value"] for r in records if r["schema"] == "order"}
     assert set(orders) == set(checkouts)
     for ref, value in orders.items():
         assert value["orderedAt"] == checkouts[ref]["createdAt"]  # the historic time
+        assert value["status"] == status[ref]
         assert value["orderItems"]
-        assert value["price"] == pytest.approx(sum(i["price"] for i in value["orderItems"]))
+        assert value["price"] == pytest.approx(
+            sum(i["price"] * i["quantity"] for i in value["orderItems"])
+        )
     assert files.guests == len(guests) and files.orders == len(orders)
 
 

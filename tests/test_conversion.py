@@ -55,7 +55,7 @@ class Measured:
 
 def measure(directory: Path) -> Measured:
     """Recompute conversions from the events with a literal join: an ADD's `product.type` equal
-    to the flow's `goalProductType`, in an order (CHECKOUT PURCHASED) after the guest's first
+    to the flow's `goalProductType`, in an order (its sale's CHECKOUT) after the guest's first
     TRACKING of the flow and within its window; and whether that order is in the session of the
     first exposure."""
     ds = open_dataset(directory)
@@ -89,10 +89,12 @@ def measure(directory: Path) -> Measured:
             carts[session].add(data["product"]["type"])
             added[session].add(data["product"]["type"])
         elif kind == "CHECKOUT":
-            if data["status"] == "PURCHASED":
+            # The sale: PROCESSED, PURCHASED or PAYMENT_PENDING; later statuses of the same
+            # order (CONFIRMED, CANCELLED, REFUNDED) place none, and a FAILED one places none.
+            if e["status"] == "PROCESSED" and data["status"] in ("PURCHASED", "PAYMENT_PENDING"):
                 orders[owner[e["browserRef"]]].append((ms, session, frozenset(carts[session])))
                 ordered.add(session)
-            carts.pop(session, None)
+                carts.pop(session, None)
         elif kind == "CLEAR_CART":
             carts.pop(session, None)
     variants: dict[tuple[str, str], Variant] = defaultdict(Variant)

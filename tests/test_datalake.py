@@ -103,6 +103,10 @@ def test_summary_figures_match_the_events(lake: Path, events_ds: Path) -> None:
     ran: set[tuple[str, str]] = set()
     for _, e in ds.events():
         by_session[e["sessionRef"]][e["type"]] += 1
+        # A converted session placed an order: its sale's CHECKOUT, not a FAILED one.
+        if e["type"] == "CHECKOUT" and e["status"] == "PROCESSED":
+            sale = e["arbitraryData"]["status"] in ("PURCHASED", "PAYMENT_PENDING")
+            by_session[e["sessionRef"]]["sale"] += sale
         if e["type"] == "TRACKING":
             ran.add((e["sessionRef"], e["arbitraryData"]["flowExecution"]["flowVariantRef"]))
     figures: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [0, 0, 0])
@@ -110,8 +114,8 @@ def test_summary_figures_match_the_events(lake: Path, events_ds: Path) -> None:
         c = by_session[session]
         row = figures[name[variant]]
         row[0] += 1
-        row[1] += c["VIEW"] == 1 and sum(c.values()) - c["TRACKING"] == 1
-        row[2] += c["CHECKOUT"] > 0
+        row[1] += c["VIEW"] == 1 and sum(c.values()) - c["TRACKING"] - c["sale"] == 1
+        row[2] += c["sale"] > 0
     for row in figures.values():
         row += [round(row[1] / row[0], 4), round(row[2] / row[0], 4)]
     got = {(r[0], r[1]): list(r[2:]) for r in run_queries(_newest(lake))["summary"]}
@@ -140,41 +144,58 @@ def test_entities_join_back_to_the_events(lake: Path, events_ds: Path) -> None:
         per_session[e["sessionRef"]].append(e)
     assert {s[0] for s in sessions} == set(per_session)
     prices = {
-        e["ref"]: e["arbitraryData"]["product"]["price"]
+        e["ref"]: (
+            e["arbitraryData"]["product"]["price"],
+            e["arbitraryData"]["product"]["quantity"],
+        )
         for e in stored.values()
         if e["type"] == "ADD"
     }
+
+    def sale(e: dict[str, Any]) -> bool:
+        return (
+            e["type"] == "CHECKOUT"
+            and e["status"] == "PROCESSED"
+            and e["arbitraryData"]["status"] in ("PURCHASED", "PAYMENT_PENDING")
+        )
+
     for ref, bxt, value, started, ended, status in sessions:
         evs = sorted(per_session[ref], key=lambda e: (e["createdAt"], e["ref"]))
         c = Counter(e["type"] for e in evs)
+        c["sale"] = sum(sale(e) for e in evs)
         assert bxt["numEvents"] == str(len(evs))
         assert bxt["numSelects"] == str(c["ADD"]) and bxt["numViews"] == str(c["VIEW"])
-        cart = "CONVERTED" if c["CHECKOUT"] else "ABANDONED" if c["ADD"] else "BROWSED"
+        cart = "CONVERTED" if c["sale"] else "ABANDONED" if c["ADD"] else "BROWSED"
         assert bxt["cartType"] == cart
         assert int(started.timestamp() * 1000) == parse_iso_ms(evs[0]["createdAt"])
         assert int(ended.timestamp() * 1000) == parse_iso_ms(evs[-1]["createdAt"])
         assert status in ("OPEN", "CLOSED")
-        assert (value is None) == (c["CHECKOUT"] == 0)
+        assert (value is None) == (c["sale"] == 0)
     orders = con.execute(
-        f"SELECT meta_ref, core_reference_id, core_price, meta_guest_ref "
+        f"SELECT meta_ref, core_reference_id, core_price, meta_guest_ref, core_status "
         f"FROM read_parquet('{folder}/orders/*.parquet')"
     ).fetchall()
-    checkouts = {
-        e["arbitraryData"]["reference_id"]: e for e in stored.values() if e["type"] == "CHECKOUT"
-    }
+    checkouts = {e["arbitraryData"]["reference_id"]: e for e in stored.values() if sale(e)}
     assert {o[1] for o in orders} == set(checkouts)
+    # Each order's status is its reference's latest PROCESSED CHECKOUT's.
+    latest = {}
+    for e in sorted(stored.values(), key=lambda e: (e["createdAt"], e["ref"])):
+        if e["type"] == "CHECKOUT" and e["status"] == "PROCESSED":
+            latest[e["arbitraryData"]["reference_id"]] = e["arbitraryData"]["status"]
+    assert {o[1]: o[4] for o in orders} == {r: latest[r] for r in checkouts}
+    assert {"CONFIRMED", "REFUNDED"} <= set(latest.values())
     items = con.execute(
-        "SELECT meta_ref, meta_order_ref, core_price FROM "
+        "SELECT meta_ref, meta_order_ref, core_price, core_quantity FROM "
         f"read_parquet('{folder}/order_items/*.parquet')"
     ).fetchall()
     total: dict[str, float] = defaultdict(float)
-    for ref, order, price in items:
+    for ref, order, price, quantity in items:
         add = stored[ref]
         assert add["type"] == "ADD"
         assert order_ref(add["arbitraryData"]["product"]["referenceId"]) == order
-        assert price == prices[ref]
-        total[order] += price
-    for meta_ref, reference, price, guest in orders:
+        assert (price, quantity) == prices[ref]
+        total[order] += price * quantity
+    for meta_ref, reference, price, guest, _ in orders:
         assert meta_ref == order_ref(reference)
         assert price == pytest.approx(total[meta_ref])
         assert events[checkouts[reference]["ref"]][3] == guest

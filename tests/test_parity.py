@@ -123,13 +123,13 @@ def test_generated_events_file_is_the_dict_path(
     # Small buckets, so that the cut falls inside one of several (the plan travels to workers).
     monkeypatch.setattr(dataset_plan, "BUCKET_TARGET", 4_000)
     profile = load_profile(PROFILES / "multi-region.yaml")
-    out = make_dataset(tmp_path / "d", profile, events=30_000, workers=2)
-    plan = make_plan(profile, seed=None, days=None, guests=None, events=30_000, gzip=False)
+    out = make_dataset(tmp_path / "d", profile, events=36_000, workers=2)
+    plan = make_plan(profile, seed=None, days=None, guests=None, events=36_000, gzip=False)
     cache = PlanCache()
     renderer = cache.renderer(profile, plan)
     blocks = [cache.simulate(renderer.world, b) for b in range(renderer.world.blocks)]
     assert plan.buckets > 5 and renderer.world.blocks > 1
-    want = _dict_events(renderer, blocks).split(b"\n")[:30_000]
+    want = _dict_events(renderer, blocks).split(b"\n")[:36_000]
     _same_lines((out / "events.jsonl").read_bytes(), b"\n".join([*want, b""]))
 
 

@@ -54,6 +54,12 @@ class _Refs(HTMLParser):
             self.scripts.append(data)
 
 
+def _sale(e: dict[str, Any]) -> bool:
+    """A CHECKOUT that places an order: stored PROCESSED, PURCHASED or PAYMENT_PENDING."""
+    status = e["arbitraryData"].get("status")
+    return bool(e["status"] == "PROCESSED" and status in ("PURCHASED", "PAYMENT_PENDING"))
+
+
 def assert_self_contained(page: str) -> None:
     parser = _Refs()
     parser.feed(page)
@@ -102,7 +108,7 @@ def reference_conversions(
         elif e["type"] == "ADD":
             carts[e["sessionRef"]].add(data["product"]["type"])
         elif e["type"] in ("CHECKOUT", "CLEAR_CART"):
-            if e["type"] == "CHECKOUT" and data.get("status") == "PURCHASED":
+            if e["type"] == "CHECKOUT" and _sale(e):
                 orders[guest].append((ms, carts[e["sessionRef"]]))
             carts[e["sessionRef"]] = set()
     out: dict[tuple[str, str, int], int] = defaultdict(int)
@@ -175,9 +181,7 @@ def test_each_bundled_profile_report_equals_manifest_and_events(
     assert sum(beh["sessionDuration"]["count"]) == n
     for step, got in zip(beh["funnel"]["steps"], beh["funnel"]["sessions"], strict=True):
         assert got == sum(1 for evs in sessions.values() if any(e["type"] == step for e in evs))
-    purchased = [
-        e for e in events if e["type"] == "CHECKOUT" and e["arbitraryData"]["status"] == "PURCHASED"
-    ]
+    purchased = [e for e in events if e["type"] == "CHECKOUT" and _sale(e)]
     assert beh["orders"] == len(purchased) == sum(beh["basketItems"]["count"])
     assert sum(sum(h["count"]) for h in beh["orderValue"].values()) == len(purchased)
     assert sum(beh["sessionsByChannel"].values()) == n == sum(beh["sessionsByDevice"].values())

@@ -60,6 +60,20 @@ def _confirm_unknown(events: list[dict[str, Any]]) -> None:
     _first(events, "CONFIRM")["arbitraryData"]["product"].append({"item_id": "NOPE-0001"})
 
 
+def _refund_in_the_sale_session(events: list[dict[str, Any]]) -> None:
+    """An order REFUNDED in its own sale's session, in place of its CONFIRMED."""
+    confirmed = next(
+        e for e in events if e["type"] == "CHECKOUT" and e["arbitraryData"]["status"] == "CONFIRMED"
+    )
+    confirmed["arbitraryData"]["status"] = "REFUNDED"
+
+
+def _failed_unannounced(events: list[dict[str, Any]]) -> None:
+    """A CONFIRM stored FAILED that the manifest does not count (and that lists only items
+    ADDed)."""
+    _first(events, "CONFIRM")["status"] = "FAILED"
+
+
 def _client_key(events: list[dict[str, Any]]) -> None:
     events[3]["clientKey"] = "X" * 32
 
@@ -99,6 +113,8 @@ def _tracking_before_its_view(events: list[dict[str, Any]]) -> None:
         (_swap_order, "order"),
         (_duplicate, "ref"),
         (_confirm_unknown, "cart"),
+        (_refund_in_the_sale_session, "order status"),
+        (_failed_unannounced, "failed"),
         (_client_key, "clientKey"),
         (_sticky, "tracking flow"),
     ],

@@ -63,6 +63,7 @@ from generator.errors import CdpsimError
 from generator.events.types import EventType
 from generator.lifecycle import die_with_parent
 from generator.model.block import BlockFacts, simulate_block
+from generator.model.orders import by_status
 from generator.model.world import World
 from generator.profile import Profile
 
@@ -510,7 +511,8 @@ class _Figures:
     @classmethod
     def empty(cls, profile: Profile, plan: Plan) -> _Figures:
         counts, periods, windows = new_tally(profile, plan.days)
-        return cls(np.zeros(len(EventType), dtype=np.int64), counts, periods, windows, 0, 0, None)
+        zeros = np.zeros(2 * len(EventType), dtype=np.int64)
+        return cls(zeros, counts, periods, windows, 0, 0, None)
 
     def add(self, world: World, lake: BlockLake, cut: tuple[int, int, int] | None) -> None:
         f = lake.facts
@@ -606,7 +608,7 @@ def finish_datalake(out: Path, profile: Profile) -> GenerateResult:
     answer = new_tally(profile, plan.days)[0]
     for r in records:
         answer.add(r["tally"])
-    by_type = {t.name: int(counts[t]) for t in EventType}
+    by_type, failed = by_status(counts)
     seen = sum(int(r["seen"]) for r in records)
     manifest = build_manifest(
         profile=profile,
@@ -614,6 +616,7 @@ def finish_datalake(out: Path, profile: Profile) -> GenerateResult:
         plan_days=plan.days,
         guests_simulated=plan.guests,
         counts=by_type,
+        failed=failed,
         tally=answer,
         guests=seen,
         customers=sum(int(r["customers"]) for r in records),

@@ -11,8 +11,9 @@ CREATE OR REPLACE VIEW experience_definitions AS
 
 -- name: answer_key
 -- Per flow and variant: exposures (TRACKING events), exposed guests, and guests who, after
--- their first exposure and within the flow's attribution window, completed an order
--- (PURCHASED) holding the flow's goal product type.
+-- their first exposure and within the flow's attribution window, placed an order holding the
+-- flow's goal product type (every order, whatever its status now: a cancelled or refunded order
+-- still converted when it was placed; a FAILED checkout is no order).
 WITH variants AS (
     SELECT d.meta_ref AS flow_ref, d.friendly_id, d.goal_product_type, d.attribution_hours,
            v.ref AS variant_ref, v.name AS variant
@@ -28,7 +29,6 @@ WITH variants AS (
     SELECT DISTINCT o.meta_guest_ref AS guest_ref, o.core_ordered_at AS ts,
            i.core_type AS product_type
     FROM orders o JOIN order_items i ON i.meta_order_ref = o.meta_ref
-    WHERE o.core_status = 'PURCHASED'
 ), converted AS (
     SELECT DISTINCT f.flow_ref, f.variant_ref, f.guest_ref
     FROM firsts f

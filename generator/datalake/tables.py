@@ -27,9 +27,16 @@ from generator.dataset.entities import Order, OrderItem
 from generator.events.render import BlockRenderer
 from generator.events.timestamps import iso_text
 from generator.model.block import BlockFacts
+from generator.model.orders import status_counts
 from generator.model.refs import halves_strings, halves_text
 from generator.profile import Page
-from generator.vocabulary import EMAIL_DOMAINS, PAY_TYPES, EventType
+from generator.vocabulary import (
+    EMAIL_DOMAINS,
+    EVENT_STATUSES,
+    ORDER_STATUSES,
+    PAY_TYPES,
+    EventType,
+)
 
 __all__ = ["BlockLake", "batch_of"]
 
@@ -38,8 +45,7 @@ _NT = len(EventType)
 _PAGES = tuple(Page)
 _PRODUCT = _PAGES.index(Page.PRODUCT)
 _CATEGORY = _PAGES.index(Page.CATEGORY)
-# The status every CHECKOUT carries (as events/lines.py renders it).
-_CHECKOUT_STATUS = "PURCHASED"
+_SALE = ORDER_STATUSES.index("PAYMENT_PENDING")  # the status of the CHECKOUT placing an order
 # Session bxt: (key, what it counts), in the order session_row writes them.
 _SESSION_COUNTS = (
     ("numCheckouts", (E.CHECKOUT,)),
@@ -193,8 +199,11 @@ class _Lexicon:
         self.item_id = _strings(r.item_ids)
         self.item_names = r.item_names
         self.item_name = _strings(r.item_names)
-        self.item_prices: list[float] = list(r.item_price)
-        self.item_price = _strings([orjson.dumps(p).decode() for p in r.item_price])
+        # Per point of sale (pos * items + item), in its currency.
+        self.item_prices = r.item_price
+        self.item_price = _strings(
+            [orjson.dumps(p).decode() for prices in r.item_price for p in prices]
+        )
         self.item_types = [r.type_names[t].upper() for t in r.item_type]
         self.item_type = _strings(self.item_types)
         self.type_label = _strings(r.type_label)
@@ -225,7 +234,8 @@ class _Lexicon:
         self.pos_json = _strings([_json(x) for x in r.pos_names])
         self.language_json = _strings([_json(x) for x in r.pos_language])
         self.one = _words("1")
-        self.purchased = _strings([_CHECKOUT_STATUS])
+        self.order_status = _strings(ORDER_STATUSES)
+        self.event_status = _strings(EVENT_STATUSES)
         self.executed = _words("EXECUTED")
 
 
@@ -272,7 +282,11 @@ class _BlockOrder:
     items: list[int]
     price: float
     payments: list[int] = field(default_factory=list)
-    rows: tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]] | None = None
+    changes: list[int] = field(default_factory=list)  # later CHECKOUTs of its reference
+    # Its rows by (paid, status changes so far): made once each.
+    rows: dict[tuple[bool, int], tuple[dict[str, Any], list[dict[str, Any]]]] = field(
+        default_factory=dict
+    )
 
 
 class BlockLake:
@@ -398,7 +412,7 @@ class BlockLake:
             "meta_guest_ref": _fixed(self.guest_text[guest]),
             "meta_browser_ref": _fixed(self.browser_text[f.session_browser[sess]]),
             "type": _take(lex.type_name, types),
-            "status": _const(_words("PROCESSED"), n),
+            "status": _take(lex.event_status, f.failed[sl].astype(np.int64)),
             "core_channel": _take(lex.channel, self.group[sl]),
             "core_currency_code": _take(lex.currency, pos, client),
             "core_language": _take(lex.language, pos, client),
@@ -453,8 +467,11 @@ class BlockLake:
                 ("product.item_id", _take(lex.item_id, items)),
                 ("product.name", _take(lex.item_name, items)),
                 ("product.orderedAt", _fixed(ordered)),
-                ("product.quantity", _const(lex.one, len(rows))),
-                ("product.price", _take(lex.item_price, items)),
+                ("product.quantity", pc.cast(pa.array(f.quantity[rows]), pa.string())),
+                (
+                    "product.price",
+                    _take(lex.item_price, pos.astype(np.int64) * lex.n_items + items),
+                ),
                 ("product.productId", _take(lex.item_id, items)),
                 ("product.currency", _take(lex.currency, pos)),
                 ("product.referenceId", _fixed(self.order_text[self.sess[rows]])),
@@ -466,7 +483,7 @@ class BlockLake:
         if len(rows):
             slots[E.CHECKOUT] = [
                 ("reference_id", _fixed(self.order_text[self.sess[rows]])),
-                ("status", _const(lex.purchased, len(rows))),
+                ("status", _take(lex.order_status, f.order_status[rows].astype(np.int64))),
             ]
         rows = at(E.PAYMENT)
         if len(rows):
@@ -497,20 +514,27 @@ class BlockLake:
                 carts.setdefault(s, []).append(self.lex.item_ids[x])
             self._carts = carts
         items = self._carts.get(int(self.sess[confirm]), [])
+        if self.facts.failed[confirm]:  # a FAILED CONFIRM also lists its never-added item
+            items = [*items, self.lex.item_ids[int(self.facts.item[confirm])]]
         return orjson.dumps([{"item_id": x} for x in items]).decode()
 
     # --- orders ------------------------------------------------------------------------------
 
     def _orders(self) -> list[_BlockOrder]:
-        """Every kept CHECKOUT as an order: its items are the ADDs of its session since the
-        last CLEAR_CART or CHECKOUT; PAYMENTs after it tell its payment type."""
+        """Every kept sale (a PROCESSED CHECKOUT PAYMENT_PENDING) as an order: its items are the
+        ADDs of its session since the last CLEAR_CART or sale; PAYMENTs after it tell its
+        payment type, later CHECKOUTs of its reference (CONFIRMED in its session, CANCELLED
+        or REFUNDED in one of their own) its status. FAILED rows change nothing."""
         kinds = np.array([E.ADD, E.CLEAR_CART, E.CHECKOUT, E.PAYMENT])
-        rows = np.flatnonzero(np.isin(self.type, kinds))
+        rows = np.flatnonzero(np.isin(self.type, kinds) & ~self.facts.failed[: self.n])
         carts: dict[int, list[int]] = {}
         latest: dict[int, _BlockOrder] = {}
+        by_ref: dict[tuple[int, int], _BlockOrder] = {}
         orders: list[_BlockOrder] = []
+        f = self.facts
         prices = self.lex.item_prices
-        items_of = self.facts.item
+        items_of, quantity, status = f.item, f.quantity, f.order_status
+        halves = f.session_order_halves
         for i, t, s in zip(
             rows.tolist(), self.type[rows].tolist(), self.sess[rows].tolist(), strict=True
         ):
@@ -518,13 +542,21 @@ class BlockLake:
                 carts.setdefault(s, []).append(i)
             elif t == E.CLEAR_CART:
                 carts.pop(s, None)
-            elif t == E.CHECKOUT:
+            elif t == E.CHECKOUT and int(status[i]) == _SALE:
                 items = carts.pop(s, [])
-                # As Order.price: rounded once, over the items in cart order (quantity 1).
-                price = round(sum(prices[int(items_of[a])] * 1 for a in items), 2)
+                pos = int(f.guest_pos[self.session_guest[s]])
+                # As Order.price: rounded once, over the items in cart order.
+                price = round(
+                    sum(prices[pos][int(items_of[a])] * int(quantity[a]) for a in items), 2
+                )
                 order = _BlockOrder(i, s, items, price)
                 orders.append(order)
                 latest[s] = order
+                by_ref[(int(halves[s, 0]), int(halves[s, 1]))] = order
+            elif t == E.CHECKOUT:  # a later status of an order placed before
+                placed = by_ref.get((int(halves[s, 0]), int(halves[s, 1])))
+                if placed is not None:
+                    placed.changes.append(i)
             elif s in latest:  # a PAYMENT after an order of its session
                 latest[s].payments.append(i)
         return orders
@@ -538,68 +570,76 @@ class BlockLake:
                 values[o.session] = round(values.get(o.session, 0.0) + o.price, 2)
         return values
 
+    def sales(self, m: int) -> np.ndarray:
+        """Per session: the orders it placed as of m."""
+        placed = [o.session for o in self.orders if o.checkout < m]
+        return np.bincount(np.array(placed, dtype=np.int64), minlength=self.sessions)
+
     def order_rows(self, m: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The orders and order items tables' rows as of m (through the JSON path's own row
-        builders: orders are few)."""
+        builders: orders are few): each order as its PAYMENT and status changes before m left
+        it."""
         orders: list[dict[str, Any]] = []
         items: list[dict[str, Any]] = []
-        if self.orders and self.orders[0].rows is None:
-            self._order_rows()
         for o in self.orders:
             if o.checkout >= m:
                 break  # orders come in CHECKOUT order
-            assert o.rows is not None
-            unpaid, paid, its = o.rows
-            orders.append(paid if any(p < m for p in o.payments) else unpaid)
+            paid = any(p < m for p in o.payments)
+            changed = sum(1 for c in o.changes if c < m)
+            row, its = self._order_row(o, paid, changed)
+            orders.append(row)
             items += its
         return orders, items
 
-    def _order_rows(self) -> None:
-        """Every order's row before and after its PAYMENT, and its items' rows."""
+    def _order_row(
+        self, o: _BlockOrder, paid: bool, changed: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """An order's row and its items' rows, paid or not, after its first `changed` status
+        changes (made once per state)."""
+        state = (paid, changed)
+        if state in o.rows:
+            return o.rows[state]
         f, lex = self.facts, self.lex
         key = lex.client_key
-        wanted = [i for o in self.orders for i in (*o.items, o.checkout)]
+        s = o.session
+        g = int(self.session_guest[s])
+        pos = int(f.guest_pos[g])
+        currency = lex.currencies[pos]
+        wanted = [*o.items, o.checkout]
         refs = iter(_texts(np.stack([f.ref_hi[wanted], f.ref_lo[wanted]], axis=1)))
-        sessions = np.array([o.session for o in self.orders])
-        guests = self.session_guest[sessions]
-        order_refs = _texts(f.session_order_halves[sessions])
-        session_refs = _texts(f.session_halves[sessions])
-        guest_refs = _texts(f.guest_halves[guests])
-        pos_of = f.guest_pos[guests].tolist()
-        for k, o in enumerate(self.orders):
-            pos = pos_of[k]
-            currency = lex.currencies[pos]
-            items = []
-            for a in o.items:
-                x = int(f.item[a])
-                items.append(
-                    OrderItem(
-                        ref=next(refs),
-                        created_ms=int(self.created[a]),
-                        item_id=lex.item_ids[x],
-                        product_id=lex.item_ids[x],
-                        name=lex.item_names[x],
-                        type=lex.item_types[x],
-                        quantity=1,
-                        price=lex.item_prices[x],
-                        currency=currency,
-                    )
+        items = []
+        for a in o.items:
+            x = int(f.item[a])
+            items.append(
+                OrderItem(
+                    ref=next(refs),
+                    created_ms=int(self.created[a]),
+                    item_id=lex.item_ids[x],
+                    product_id=lex.item_ids[x],
+                    name=lex.item_names[x],
+                    type=lex.item_types[x],
+                    quantity=int(f.quantity[a]),
+                    price=lex.item_prices[pos][x],
+                    currency=currency,
                 )
-            order = Order(
-                ref=order_refs[k],
-                guest_ref=guest_refs[k],
-                session_ref=session_refs[k],
-                checkout_ref=next(refs),
-                ordered_ms=int(self.created[o.checkout]),
-                currency=currency,
-                point_of_sale=lex.pos_names[pos],
-                channel=lex.channel_names[int(self.group[o.checkout])],
-                status=_CHECKOUT_STATUS,
-                items=items,
             )
-            unpaid = C.order_row(order, key)
-            order.pay_type = lex.pay_types[int(f.session_pay_type[o.session])]
-            o.rows = (unpaid, C.order_row(order, key), C.order_item_rows(order, key))
+        last = o.changes[changed - 1] if changed else o.checkout
+        order = Order(
+            ref=_texts(f.session_order_halves[[s]])[0],
+            guest_ref=_texts(f.guest_halves[[g]])[0],
+            session_ref=_texts(f.session_halves[[s]])[0],
+            checkout_ref=next(refs),
+            ordered_ms=int(self.created[o.checkout]),
+            currency=currency,
+            point_of_sale=lex.pos_names[pos],
+            channel=lex.channel_names[int(self.group[o.checkout])],
+            status=ORDER_STATUSES[int(f.order_status[last])],
+            items=items,
+            pay_type=lex.pay_types[int(f.session_pay_type[s])] if paid else None,
+            modified_ms=int(self.created[last]),
+        )
+        o.rows[state] = (C.order_row(order, key), C.order_item_rows(order, key))
+        return o.rows[state]
 
     # --- sessions ----------------------------------------------------------------------------
 
@@ -632,7 +672,8 @@ class BlockLake:
         has_value = np.array([s in values for s in which.tolist()], dtype=bool)
         seconds = np.maximum(0, ended - started) // 1000
         duration = ((seconds // 60) * 100 + seconds % 60).astype(np.float64) / 100.0
-        cart = np.where(typed[:, E.CHECKOUT] > 0, 0, np.where(typed[:, E.ADD] > 0, 1, 2))
+        sales = self.sales(m)[which]
+        cart = np.where(sales > 0, 0, np.where(typed[:, E.ADD] > 0, 1, 2))
         counts_text = {
             key: pc.cast(pa.array(typed[:, list(kinds)].sum(axis=1)), pa.string())
             for key, kinds in _SESSION_COUNTS
@@ -704,8 +745,8 @@ class BlockLake:
         customer = ident < m
         identified = np.where(customer, self.created[np.minimum(ident, max(self.n - 1, 0))], 0)
         sessions = np.bincount(self.session_guest[np.flatnonzero(counts)], minlength=self.guests)
-        checkouts = np.flatnonzero(self.type[:m] == E.CHECKOUT)
-        orders = np.bincount(self.guest[checkouts], minlength=self.guests)
+        orders = np.bincount(self.session_guest, weights=self.sales(m), minlength=self.guests)
+        orders = orders.astype(np.int64)
         pos = f.guest_pos[seen]
         ref = _fixed(self.guest_text[seen])
         fi, la = self.guest_first[seen], self.guest_last[seen]
@@ -812,7 +853,8 @@ class BlockLake:
     # --- the manifest's figures --------------------------------------------------------------
 
     def type_counts(self) -> np.ndarray:
-        return np.bincount(self.type, minlength=_NT)
+        """Events by type, then FAILED events by type (orders.status_counts)."""
+        return status_counts(self.type, self.facts.failed[: self.n])
 
     def exposures(self, variants: int) -> np.ndarray:
         out = np.zeros((max(self.lex.flows, 1), max(variants, 1)), dtype=np.int64)

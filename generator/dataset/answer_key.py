@@ -1,9 +1,11 @@
 """The answer key's counts: per flow and variant, who was exposed and what they bought after.
 
 A guest converted for a flow in a window when, after their first exposure to it (first TRACKING
-of that flow), within the window, they completed an order (CHECKOUT, status PURCHASED) holding
-the flow's goal product. Times are the events' createdAt. The windows are CDP's: 1 h, 3 h, 1 d,
-3 d and 7 d.
+of that flow), within the window, they placed an order holding the flow's goal product: the
+order's first CHECKOUT, stored PROCESSED, with status PURCHASED or PAYMENT_PENDING (its sale).
+What becomes of the order later (CONFIRMED, CANCELLED, REFUNDED) does not undo the conversion,
+and a FAILED CHECKOUT places no order. Times are the events' createdAt. The windows are
+CDP's: 1 h, 3 h, 1 d, 3 d and 7 d.
 
 The writer keeps three small records per block, never the events (`block_records`): each
 exposed (guest, flow) pair with its first exposure and its first goal order within 7 days;
@@ -29,6 +31,7 @@ from generator.model.assignment import MAX_PERIODS, FlowTable
 from generator.model.block import BlockFacts
 from generator.model.world import World
 from generator.profile import ATTRIBUTION_HOURS, Assignment, Profile
+from generator.vocabulary import ORDER_STATUSES
 
 __all__ = [
     "NEVER",
@@ -93,6 +96,7 @@ SESSION_DTYPE = np.dtype(
     ]
 )
 NEVER = np.iinfo(np.int64).max
+_SALE = ORDER_STATUSES.index("PAYMENT_PENDING")  # the status of the CHECKOUT that places an order
 
 
 def currencies(points_of_sale: Iterable[str]) -> tuple[str, ...]:
@@ -218,8 +222,12 @@ def facts_records(world: World, facts: BlockFacts) -> tuple[np.ndarray, np.ndarr
     profile = world.profile
     names = currencies(p.currency for p in profile.points_of_sale)
     pos_currency = np.array([names.index(p.currency) for p in profile.points_of_sale])
-    # Prices in thousandths: whole numbers in any currency's minor unit (every ADD is of one).
-    prices = np.rint(world.catalog.item_price * 1000).astype(np.int64)
+    # Prices in thousandths, per point of sale: whole numbers in any currency's minor unit
+    # (every ADD is of one), times the ADD's quantity. An order is placed by its sale's
+    # CHECKOUT (PAYMENT_PENDING); FAILED rows count for nothing.
+    pos = facts.guest_pos[guest]
+    value = world.prices.milli[pos, np.maximum(facts.item, 0)] * facts.quantity
+    sale = (facts.type == EventType.CHECKOUT) & (facts.order_status == _SALE) & ~facts.failed
     return block_records(
         guest + facts.first_guest,
         facts.session,
@@ -230,8 +238,8 @@ def facts_records(world: World, facts: BlockFacts) -> tuple[np.ndarray, np.ndarr
         facts.flow,
         facts.variant,
         facts.goal_mask,
-        order_values(facts.session, facts.type, prices[np.maximum(facts.item, 0)]),
-        pos_currency[facts.guest_pos[guest]],
+        order_values(facts.session, facts.type, value, sale, ~facts.failed),
+        pos_currency[pos],
         len(profile.flows),
     )
 

@@ -16,6 +16,7 @@ from generator.dataset.plan import Plan, PlanCache, parts_dir, sort_key
 from generator.events.lines import ROW_DTYPE, render_rows, sort_rows
 from generator.events.render import BlockRenderer
 from generator.events.types import EventType
+from generator.model.orders import status_counts
 from generator.profile import Profile
 
 __all__ = ["Chunk", "ChunkJob", "init_worker", "write_chunk"]
@@ -31,7 +32,7 @@ ChunkJob = tuple[Profile, Plan, Path, int, int | None]
 
 @dataclass
 class Chunk:
-    counts: np.ndarray  # events by type code
+    counts: np.ndarray  # events by type code, then FAILED events by type code (statuses.py)
     exposures: np.ndarray  # TRACKING events by [flow, variant], for the answer key
     last_key: bytes
 
@@ -114,7 +115,7 @@ def _write_chunk(
     np.add.at(exposures, (tracking["flow"], tracking["variant"]), 1)
     last = kept[-1] if len(kept) else None
     return Chunk(
-        counts=np.bincount(kept["type"], minlength=len(EventType)),
+        counts=status_counts(kept["type"], kept["failed"]),
         exposures=exposures,
         last_key=(
             sort_key(int(last["created"]), int(last["ref_hi"]), int(last["ref_lo"]))

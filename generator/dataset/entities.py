@@ -2,9 +2,12 @@
 
 The data lake export and the Batch files both read a dataset through `Entities`: it walks the
 events in file order ((createdAt, ref)), keeps state only for sessions still open and one small
-record per guest, and hands out each event, each order (at its CHECKOUT: its items are the ADDs
-of that order's reference in the session before it) and each session once it is over. Stop it
-at a cutoff (a snapshot's midnight) and the sessions still open are handed out as OPEN.
+record per guest, and hands out each event, each order (placed by its sale's CHECKOUT: its
+items are the ADDs of the session before it) and each session once it is over. Stop it at a
+cutoff (a snapshot's midnight) and the sessions still open are handed out as OPEN. An order is
+handed out with its status as of the cutoff: CONFIRMED later in its session, or CANCELLED or
+REFUNDED after the sale (found by a first pass over the CHECKOUT lines alone: those changes are
+few). FAILED events are handed out as events and change nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import orjson
 
 from generator.dataset.reader import Dataset
 from generator.events.stored import parse_iso_ms
+from generator.vocabulary import AFTER_SALE_STATUSES, SALE_STATUSES
 
 __all__ = [
     "Entities",
@@ -71,6 +75,7 @@ class Order:
     status: str
     items: list[OrderItem]
     pay_type: str | None = None  # from the session's PAYMENT, if one came before the cut
+    modified_ms: int = 0  # its latest status change (its sale's, or a later one) before the cut
 
     @property
     def price(self) -> float:
@@ -97,7 +102,7 @@ class SessionEntity:
 
     @property
     def cart_type(self) -> str:
-        return cart_type(self.counts)
+        return cart_type(self.counts, len(self.orders))
 
 
 @dataclass(slots=True)
@@ -112,9 +117,9 @@ class GuestState:
     last_point_of_sale: str = ""
 
 
-def cart_type(counts: dict[str, int]) -> str:
-    """CDP's cart type: CONVERTED (an order), ABANDONED (an ADD, no order), BROWSED."""
-    if counts.get("CHECKOUT"):
+def cart_type(counts: dict[str, int], orders: int) -> str:
+    """CDP's cart type: CONVERTED (an order placed), ABANDONED (an ADD, no order), BROWSED."""
+    if orders:
         return "CONVERTED"
     if counts.get("ADD"):
         return "ABANDONED"
@@ -163,6 +168,7 @@ class Entities:
         self.guests: dict[str, GuestState] = {}
         self.identity: dict[str, dict[str, Any]] = {}  # guest -> IDENTITY's arbitraryData
         self.events_read = 0
+        self._after_sale: dict[str, tuple[str, int]] | None = None
 
     def run(
         self,
@@ -185,15 +191,40 @@ class Entities:
             self._finish(s, on_order, on_session)
         open_sessions.clear()
 
-    @staticmethod
+    def after_sale(self) -> dict[str, tuple[str, int]]:
+        """reference_id -> (CANCELLED or REFUNDED, when) for the changes before the cutoff:
+        a pass over the CHECKOUT lines alone."""
+        if self._after_sale is None:
+            found: dict[str, tuple[str, int]] = {}
+            for _, raw in self.dataset.raw_events():
+                if b'"type":"CHECKOUT"' not in raw or not (
+                    b'"status":"CANCELLED"' in raw or b'"status":"REFUNDED"' in raw
+                ):
+                    continue
+                at = raw.index(b'"createdAt":"') + 13
+                created = ms_of(raw[at : at + 24])
+                if self.cutoff_ms is not None and created >= self.cutoff_ms:
+                    break
+                body = _loads(raw)
+                data = body.get("arbitraryData") or {}
+                if body.get("status") == "PROCESSED" and data.get("status") in AFTER_SALE_STATUSES:
+                    found.setdefault(str(data.get("reference_id")), (data["status"], created))
+            self._after_sale = found
+        return self._after_sale
+
     def _finish(
+        self,
         s: SessionEntity,
         on_order: Callable[[Order], None],
         on_session: Callable[[SessionEntity], None],
     ) -> None:
         """A session is handed out with its orders (held until then: a PAYMENT after the
-        CHECKOUT still tells the order's payment type)."""
+        CHECKOUT still tells the order's payment type), each with its status as of the cut."""
+        changes = self.after_sale() if s.orders else {}
         for order in s.orders:
+            change = changes.get(order.ref)
+            if change is not None:
+                order.status, order.modified_ms = change
             on_order(order)
         on_session(s)
 
@@ -270,7 +301,9 @@ class Entities:
         if s.counts[kind] == 1 and len(s.counts) == 1:
             g.sessions += 1
         on_event(event)
-        if kind == "ADD":
+        if body.get("status") == "FAILED":
+            pass  # CDP did not process it: no cart, no order
+        elif kind == "ADD":
             p = data["product"]
             s.cart[body["ref"]] = OrderItem(
                 ref=body["ref"],
@@ -285,6 +318,12 @@ class Entities:
             )
         elif kind == "CLEAR_CART":
             s.cart.clear()
+        elif kind == "CHECKOUT" and data.get("status") not in SALE_STATUSES:
+            # A later status of an order: CONFIRMED in its session (CANCELLED or REFUNDED,
+            # in a later one, come from after_sale when the order is handed out).
+            if s.orders and s.orders[-1].ref == data.get("reference_id"):
+                s.orders[-1].status = data["status"]
+                s.orders[-1].modified_ms = event.created_ms
         elif kind == "CHECKOUT":
             order = Order(
                 ref=data["reference_id"],
@@ -297,6 +336,7 @@ class Entities:
                 channel=s.channel,
                 status=data.get("status", "PURCHASED"),
                 items=list(s.cart.values()),
+                modified_ms=event.created_ms,
             )
             s.cart = {}
             s.orders.append(order)

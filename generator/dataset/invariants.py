@@ -22,14 +22,22 @@ import numpy as np
 
 from generator.dataset.spill import RepeatFinder, Spill
 from generator.events.stored import UUID
-from generator.vocabulary import EMAIL_DOMAINS
+from generator.vocabulary import (
+    AFTER_SALE_STATUSES,
+    EMAIL_DOMAINS,
+    FAILURE_REASONS,
+    ORDER_STATUSES,
+    SALE_STATUSES,
+)
 
 __all__ = [
     "AnswerKey",
     "Carts",
     "Check",
+    "Failures",
     "GuestBook",
     "Guests",
+    "OrderStatuses",
     "Problems",
     "Refs",
     "Seen",
@@ -70,8 +78,9 @@ class Session:
     last_ms: int
     closed: bool = False  # by FORCE_CLOSE
     cart: set[str] = field(default_factory=set)  # "item_id\x1fPRODUCT_TYPE" ADDed since a clear
-    confirmed: bool = False
-    checked_out: bool = False
+    confirmed: bool = False  # a PROCESSED CONFIRM
+    confirm_failed: bool = False  # a FAILED one
+    checked_out: bool = False  # a PROCESSED sale CHECKOUT
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,6 +104,18 @@ class Seen:
     @property
     def where(self) -> str:
         return f"line {self.line}"
+
+    @property
+    def failed(self) -> bool:
+        """Stored FAILED: CDP did not process it, so it changes no cart and places no order."""
+        return bool(self.event["status"] == "FAILED")
+
+    @property
+    def sale(self) -> bool:
+        """A PROCESSED CHECKOUT whose status places an order (SALE_STATUSES)."""
+        return (
+            self.type == "CHECKOUT" and not self.failed and self.data.get("status") in SALE_STATUSES
+        )
 
 
 class Check:
@@ -220,12 +241,16 @@ class SessionBook:
         """The event's effect on its session, once every check has seen the session before."""
         s, etype = seen.session, seen.type
         s.last_ms = seen.created_ms
+        if seen.failed:
+            if etype == "CONFIRM":
+                s.confirm_failed = True
+            return
         if etype == "ADD":
             product = seen.data.get("product", {})
             s.cart.add(f"{product.get('item_id')}\x1f{product.get('type', '')}")
         elif etype == "CONFIRM":
             s.confirmed = True
-        elif etype == "CHECKOUT":
+        elif seen.sale:
             s.checked_out = True
             s.cart = set()
         elif etype == "CLEAR_CART":
@@ -253,23 +278,117 @@ class SessionBook:
 
 
 class Carts(Check):
-    """CONFIRM lists only items ADDed in its session; CHECKOUT follows a CONFIRM, PAYMENT a
-    CHECKOUT."""
+    """A PROCESSED CONFIRM lists only items ADDed in its session, a FAILED one some item never
+    added (why CDP failed it); a sale's CHECKOUT follows a PROCESSED CONFIRM, a FAILED CHECKOUT
+    a FAILED CONFIRM; PAYMENT follows a sale's CHECKOUT. Only CONFIRM and CHECKOUT are ever
+    stored FAILED."""
 
     def __init__(self, report: Problems) -> None:
         self._report = report
 
     def event(self, seen: Seen) -> None:
         s, where, add = seen.session, seen.where, self._report.add
+        if seen.failed and seen.type not in FAILURE_REASONS:
+            add("failed", f"{where}: a {seen.type} stored FAILED (only CONFIRM and CHECKOUT fail)")
         if seen.type == "CONFIRM":
             items = {str(p.get("item_id")) for p in seen.data.get("product", [])}
             added = {c.split("\x1f")[0] for c in s.cart}
-            if not items <= added:
+            if seen.failed and items <= added:
+                add("failed", f"{where}: FAILED CONFIRM lists only items ADDed in its session")
+            elif not seen.failed and not items <= added:
                 add("cart", f"{where}: CONFIRM lists items never ADDed in its session")
-        elif seen.type == "CHECKOUT" and not s.confirmed:
+        elif seen.type == "CHECKOUT" and seen.failed:
+            if not s.confirm_failed:
+                add("failed", f"{where}: FAILED CHECKOUT without a FAILED CONFIRM before it")
+        elif seen.sale and not s.confirmed:
             add("cart", f"{where}: CHECKOUT without a CONFIRM before it in the session")
         elif seen.type == "PAYMENT" and not s.checked_out:
             add("cart", f"{where}: PAYMENT without a CHECKOUT before it in the session")
+
+
+class Failures(Check):
+    """The manifest's `failed` counts (by type) are the events stored FAILED."""
+
+    def __init__(self, manifest: Mapping[str, Any], report: Problems) -> None:
+        failed = manifest.get("failed", {})
+        self._want = dict(failed.get("byType", {})) if isinstance(failed, dict) else {}
+        self._total = failed.get("events", 0) if isinstance(failed, dict) else 0
+        self._report = report
+        self._got: Counter[str] = Counter()
+
+    def event(self, seen: Seen) -> None:
+        if seen.failed:
+            self._got[seen.type] += 1
+
+    def finish(self, report: Problems) -> None:
+        got = {t: n for t, n in sorted(self._got.items())}
+        if got != self._want or sum(got.values()) != self._total:
+            report.add(
+                "failed",
+                f"manifest counts {self._total} FAILED events {self._want}, the events "
+                f"have {sum(got.values())} {got}",
+            )
+
+
+_SALE, _CONFIRMED, _AFTER = 1, 2, 3  # an order's state, as OrderStatuses follows it
+
+
+class OrderStatuses(Check):
+    """Every CHECKOUT's status is one of CDP's, and each order's statuses come in order: its
+    sale first (PURCHASED or PAYMENT_PENDING, once), CONFIRMED only in the sale's session after
+    a PAYMENT, CANCELLED or REFUNDED at most once, after the sale and in a later session, and
+    nothing after that. One small state per order placed (orders are a small share of events)."""
+
+    def __init__(self, report: Problems) -> None:
+        self._report = report
+        self._orders: dict[str, tuple[int, str]] = {}  # reference_id -> (state, sale session)
+
+    def event(self, seen: Seen) -> None:
+        if seen.type != "CHECKOUT" or seen.failed:
+            return
+        where, add = seen.where, self._report.add
+        status = seen.data.get("status")
+        ref = str(seen.data.get("reference_id"))
+        if status not in ORDER_STATUSES:
+            add("order status", f"{where}: CHECKOUT status {status!r} is not one of CDP's")
+            return
+        state, session = self._orders.get(ref, (0, ""))
+        if status in SALE_STATUSES:
+            if state:
+                add("order status", f"{where}: order {ref} is placed a second time")
+            self._orders[ref] = (_SALE, seen.session.ref)
+        elif status == "CONFIRMED":
+            if state != _SALE or session != seen.session.ref:
+                add(
+                    "order status",
+                    f"{where}: order {ref} CONFIRMED but not just placed in this session",
+                )
+            elif not seen.session.notes.get("orders.paid"):
+                add("order status", f"{where}: order {ref} CONFIRMED before its PAYMENT")
+            self._orders[ref] = (_CONFIRMED, session)
+        elif status in AFTER_SALE_STATUSES:
+            if state not in (_SALE, _CONFIRMED):
+                add(
+                    "order status",
+                    f"{where}: order {ref} {status} without a sale before it"
+                    if not state
+                    else f"{where}: order {ref} {status} after it was already cancelled or "
+                    "refunded",
+                )
+            elif session == seen.session.ref:
+                add("order status", f"{where}: order {ref} {status} in the sale's own session")
+            self._orders[ref] = (_AFTER, session)
+
+    def session_ended(self, session: Session) -> None:
+        return None
+
+
+class _Paid(Check):
+    """Notes a session's PAYMENT for OrderStatuses (under its own key: checks share notes)."""
+
+    def event(self, seen: Seen) -> None:
+        if seen.type == "PAYMENT":
+            seen.session.notes["orders.paid"] = True
 
 
 class Refs(Check):
@@ -390,7 +509,7 @@ class AnswerKey(Check):
                     f"{seen.where}: guest {fx['guestRef']} sees a second variant of "
                     f"{fx['flowFriendlyId']}",
                 )
-        elif seen.type == "CHECKOUT" and seen.data.get("status") == "PURCHASED":
+        elif seen.sale:
             mask = 0
             for c in seen.session.cart:
                 mask |= self._goal.get(c.split("\x1f")[1], 0)
@@ -490,6 +609,9 @@ def default_checks(
     return [
         Refs(spill, report),
         Carts(report),
+        _Paid(),
+        OrderStatuses(report),
+        Failures(manifest, report),
         Triggers(manifest, report),
         Guests(guests, report),
         AnswerKey(manifest, len(guests), report),

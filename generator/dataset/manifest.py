@@ -12,7 +12,7 @@ from generator.events.stored import iso_ms
 from generator.events.types import EventType
 from generator.model.assignment import MINIMUM_WEIGHT, MONTE_CARLO_DRAWS, FlowTable
 from generator.profile import Assignment, Flow, Profile
-from generator.vocabulary import product_type_label
+from generator.vocabulary import FAILURE_REASONS, product_type_label
 
 __all__ = ["build_manifest"]
 
@@ -25,6 +25,7 @@ def build_manifest(
     guests_simulated: int,
     counts: dict[str, int],
     tally: Tally,
+    failed: dict[str, int] | None = None,
     guests: int,
     customers: int,
     last_event_key: bytes,
@@ -104,6 +105,12 @@ def build_manifest(
         },
         "counts": all_counts,
         "events": sum(all_counts.values()),
+        # Events stored FAILED, by type and why (vocabulary.FAILURE_REASONS); counted in counts.
+        "failed": {
+            "events": sum((failed or {}).values()),
+            "byType": {t: n for t, n in sorted((failed or {}).items()) if n},
+            "reasons": {t: FAILURE_REASONS[t] for t, n in sorted((failed or {}).items()) if n},
+        },
         "guests": {"simulated": guests_simulated, "seen": guests, "customers": customers},
         "flows": flows,
     }

@@ -96,6 +96,8 @@ class Analysis(Check):
 
     def event(self, seen: Seen) -> None:
         g, ms, notes = seen.guest, seen.created_ms, seen.session.notes
+        if seen.failed:
+            return  # CDP did not process it: no cart, no order
         if seen.type == "TRACKING":
             fx = seen.data["flowExecution"]
             f = self._flow.get(fx["flowFriendlyId"])
@@ -119,9 +121,9 @@ class Analysis(Check):
                 seen.data.get("product", {})
             )
         elif seen.type == "CHECKOUT":
+            if not seen.sale:
+                return  # a later status of an order placed before: no new order
             value = notes.pop("analysis.value", 0)
-            if seen.data.get("status") != "PURCHASED":
-                return
             types = frozenset(c.split("\x1f")[1] for c in seen.session.cart)
             cur = self._currency.get(str(seen.data.get("currency")), 0)
             if self._last_order_ms[g] != ms:

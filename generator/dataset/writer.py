@@ -65,6 +65,7 @@ from generator.dataset.provenance import (
 from generator.errors import CdpsimError
 from generator.events.types import EventType
 from generator.lifecycle import die_with_parent
+from generator.model.orders import by_status
 from generator.profile import Profile
 
 __all__ = [
@@ -411,7 +412,7 @@ def _merge_parts(
     jobs = [(profile, plan, out, k, keep[k]) for k in range(len(keep))]
     partial = _partial(out, plan)
     name = partial.name.removesuffix(".partial")
-    counts = np.zeros(len(EventType), dtype=np.int64)
+    counts = np.zeros(2 * len(EventType), dtype=np.int64)
     total = sum(bucket_counts[k] if n is None else n for k, n in enumerate(keep))
     check_room(join_needs(plan, total), out, force=force)
     cutoff = b""
@@ -437,7 +438,7 @@ def _merge_parts(
             cutoff = max(cutoff, chunk.last_key)
             if progress:
                 progress("write", int(counts.sum()), total)
-    by_type = {t.name: int(counts[t]) for t in EventType}
+    by_type, failed = by_status(counts)
     guests_written, customers = _join_guests(out, cutoff)
     if progress:
         # Once more before the dataset is committed: a caller's callback may stop the run here.
@@ -448,6 +449,7 @@ def _merge_parts(
         plan_days=plan.days,
         guests_simulated=plan.guests,
         counts=by_type,
+        failed=failed,
         tally=_answer_key(out, profile, plan, exposures, cutoff),
         guests=guests_written,
         customers=customers,

@@ -16,7 +16,7 @@ from generator.events.stored import ENVELOPE_FIELDS, ISO_MS, TRACKING_FIELDS, UU
 from generator.events.types import EVENT_TYPE_NAMES
 from generator.profile import Channel
 from generator.redaction import json_kind, shown
-from generator.vocabulary import is_custom_type
+from generator.vocabulary import ORDER_STATUSES, is_custom_type
 
 __all__ = ["Problem", "StoredEventChecker", "tracking_schema"]
 
@@ -185,6 +185,16 @@ class StoredEventChecker:
             add(Problem("arbitraryData", "arbitraryData is not an object"))
         elif etype == "TRACKING":
             out.extend(self._tracking(event, times_ok))
+        elif etype == "CHECKOUT":
+            status = event["arbitraryData"].get("status")
+            if status not in ORDER_STATUSES:
+                add(
+                    Problem(
+                        "order status",
+                        f"CHECKOUT status {shown(status)} is not one of "
+                        f"{', '.join(ORDER_STATUSES)}",
+                    )
+                )
         return out
 
     def _tracking(self, event: dict[str, Any], times_ok: bool) -> list[Problem]:

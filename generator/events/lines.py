@@ -19,7 +19,14 @@ from generator.events.timestamps import iso_bytes, iso_text
 from generator.model.block import BlockFacts
 from generator.model.refs import halves_strings, halves_text
 from generator.profile import Page
-from generator.vocabulary import EMAIL_DOMAINS, PAY_TYPES, EventType, product_type_label
+from generator.vocabulary import (
+    EMAIL_DOMAINS,
+    EVENT_STATUSES,
+    ORDER_STATUSES,
+    PAY_TYPES,
+    EventType,
+    product_type_label,
+)
 
 __all__ = ["ROW_DTYPE", "block_rows", "guest_lines", "render_rows", "sort_rows"]
 
@@ -35,6 +42,7 @@ ROW_DTYPE = np.dtype(
         ("extra", "<i8"),  # CONFIRM: offset of its cart in the side blob
         ("item", "<i4"),
         ("extra_len", "<i4"),
+        ("quantity", "<i2"),  # ADD
         ("first_name", "<i2"),
         ("last_name", "<i2"),
         ("execution_ms", "<i2"),
@@ -46,6 +54,8 @@ ROW_DTYPE = np.dtype(
         ("variant", "<i1"),
         ("pay", "<i1"),
         ("domain", "<i1"),
+        ("failed", "<i1"),  # stored FAILED
+        ("order_status", "<i1"),  # CHECKOUT: index into ORDER_STATUSES
         ("refs", "<u8", (10,)),  # session, browser, guest, order, execution: hi/lo pairs
     ]
 )
@@ -93,6 +103,9 @@ def block_rows(r: BlockRenderer, facts: BlockFacts) -> tuple[np.ndarray, bytes]:
     rows["variant"] = facts.variant
     rows["pay"] = facts.session_pay_type[sess]
     rows["domain"] = facts.guest_domain[guest]
+    rows["quantity"] = facts.quantity
+    rows["failed"] = facts.failed
+    rows["order_status"] = facts.order_status
     refs = rows["refs"]
     refs[:, _SESSION : _SESSION + 2] = facts.session_halves[sess]
     refs[:, _BROWSER : _BROWSER + 2] = facts.browser_halves[browser]
@@ -100,7 +113,8 @@ def block_rows(r: BlockRenderer, facts: BlockFacts) -> tuple[np.ndarray, bytes]:
     refs[:, _ORDER : _ORDER + 2] = facts.session_order_halves[sess]
     refs[:, _EXEC : _EXEC + 2] = facts.execution_halves
     # A CONFIRM lists the session's cart: every item ADDed in it (organic baskets and
-    # conversions alike; a buying session never clears its cart first).
+    # conversions alike; a buying session never clears its cart first), and a FAILED one the
+    # item it names that was never added.
     confirm = np.flatnonzero(facts.type == EventType.CONFIRM)
     blob = bytearray()
     if len(confirm):
@@ -109,8 +123,15 @@ def block_rows(r: BlockRenderer, facts: BlockFacts) -> tuple[np.ndarray, bytes]:
         carts: dict[int, list[bytes]] = {}
         for s, x in zip(sess[adds].tolist(), facts.item[adds].tolist(), strict=True):
             carts.setdefault(s, []).append(b'{"item_id":%s}' % p.item_id[x])
-        for i, s in zip(confirm.tolist(), sess[confirm].tolist(), strict=True):
-            cart = b",".join(carts.get(s, ()))
+        failed = facts.failed[confirm].tolist()
+        phantom = facts.item[confirm].tolist()
+        for i, s, bad, x in zip(
+            confirm.tolist(), sess[confirm].tolist(), failed, phantom, strict=True
+        ):
+            listed = carts.get(s, [])
+            if bad:
+                listed = [*listed, b'{"item_id":%s}' % p.item_id[x]]
+            cart = b",".join(listed)
             rows["extra"][i] = len(blob)
             rows["extra_len"][i] = len(cart)
             blob += cart
@@ -148,7 +169,7 @@ class _Pieces:
         self.n_pages = len(names)
         self.item_id = [_j(x) for x in r.item_ids]
         self.item_name = [_j(x) for x in r.item_names]
-        self.item_price = [_j(x) for x in r.item_price]
+        self.item_price = [[_j(x) for x in prices] for prices in r.item_price]
         self.item_type_label = [_j(product_type_label(r.type_names[t])) for t in r.item_type]
         self.friendly = [_j(x) for x in r.friendly_ids]
         self.flow_ref = [x.encode() for x in w.flow_refs]
@@ -185,6 +206,7 @@ class _Pieces:
         )
         self.page = [_j(n) for n in names]
         self.bare_tail = np.array([d + b"}}\n" for d in self.data], dtype=object)
+        self.order_status = [_j(x) for x in ORDER_STATUSES]
         self.pay_tail = np.array(
             [d + b',"pay_type":%s}}\n' % _j(x) for d in self.data for x in PAY_TYPES],
             dtype=object,
@@ -201,7 +223,7 @@ class _Pieces:
         self.agent = [_j(x) for x in w.pools.user_agents]
         self._templates: dict[tuple[object, ...], tuple[np.ndarray, list[tuple[str, int]]]] = {}
 
-    def envelope(self, type_name: str, group: int) -> list[bytes | str]:
+    def envelope(self, type_name: str, group: int, status: int = 0) -> list[bytes | str]:
         """The envelope from `{` through sessionRef: constant pieces and named slots."""
         return [
             b'{"ref":"',
@@ -210,8 +232,8 @@ class _Pieces:
             "created",
             b'Z","modifiedAt":"',
             "modified",
-            b'Z","type":"%s","status":"PROCESSED",%s,"browserRef":"'
-            % (type_name.encode(), self.env[group]),
+            b'Z","type":"%s","status":"%s",%s,"browserRef":"'
+            % (type_name.encode(), EVENT_STATUSES[status].encode(), self.env[group]),
             "browser",
             b'","sessionRef":"',
             "session",
@@ -330,12 +352,14 @@ def _envelopes(p: _Pieces, sel: np.ndarray, type_name: str) -> np.ndarray:
     if n == 0:
         return out
     fields = _envelope_fields(sel)
-    group = sel["pos"].astype(np.int64) * p.channels + sel["channel"]
-    for g in np.unique(group).tolist():
-        members = np.flatnonzero(group == g)
+    # Groups by (point of sale, channel) and envelope status.
+    group = (sel["pos"].astype(np.int64) * p.channels + sel["channel"]) * 2 + sel["failed"]
+    for key in np.unique(group).tolist():
+        members = np.flatnonzero(group == key)
+        g, st = divmod(key, 2)
         template, slots = p.template(
-            (type_name, g),
-            lambda t=type_name, g=g: p.envelope(t, g),  # type: ignore[misc]
+            (type_name, g, st),
+            lambda t=type_name, g=g, st=st: p.envelope(t, g, st),  # type: ignore[misc]
         )
         # One point of sale and channel (the common case): no need to gather.
         out[members] = _fill(template, slots, fields, None if len(members) == n else members)
@@ -419,14 +443,16 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
     idx, sel, env = take(E.CHECKOUT)
     orefs = _strings(sel["refs"][:, _ORDER], sel["refs"][:, _ORDER + 1])
     out[idx] = [
-        e + p.data[ps] + b',"reference_id":"%s","status":"PURCHASED"}}\n' % o
-        for e, ps, o in zip(env.tolist(), sel["pos"].tolist(), orefs, strict=True)
+        e + p.data[ps] + b',"reference_id":"%s","status":%s}}\n' % (o, p.order_status[st])
+        for e, ps, o, st in zip(
+            env.tolist(), sel["pos"].tolist(), orefs, sel["order_status"].tolist(), strict=True
+        )
     ]
 
     idx, sel, env = take(E.ADD)
     tail = (
         b',"page":%s,"product":{"type":%s,"item_id":%s,"name":%s,"orderedAt":"%sZ",'
-        b'"quantity":1,"price":%s,"productId":%s,"currency":%s,"referenceId":"%s"}}}\n'
+        b'"quantity":%d,"price":%s,"productId":%s,"currency":%s,"referenceId":"%s"}}}\n'
     )
     orefs = _strings(sel["refs"][:, _ORDER], sel["refs"][:, _ORDER + 1])
     out[idx] = [
@@ -439,12 +465,13 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
             p.item_id[x],
             p.item_name[x],
             c,
-            p.item_price[x],
+            q,
+            p.item_price[ps][x],
             p.item_id[x],
             p.currency[ps],
             o,
         )
-        for e, ps, x, pg, c, o in zip(
+        for e, ps, x, pg, c, o, q in zip(
             env.tolist(),
             sel["pos"].tolist(),
             sel["item"].tolist(),
@@ -452,6 +479,7 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
             page_index(sel).tolist(),
             iso_bytes(sel["created"]).tolist(),
             orefs,
+            sel["quantity"].tolist(),
             strict=True,
         )
     ]

@@ -10,7 +10,14 @@ from generator.events.timestamps import iso_strings
 from generator.model.block import BlockFacts
 from generator.model.world import World
 from generator.profile import Page
-from generator.vocabulary import EMAIL_DOMAINS, PAY_TYPES, EventType, product_type_label
+from generator.vocabulary import (
+    EMAIL_DOMAINS,
+    EVENT_STATUSES,
+    ORDER_STATUSES,
+    PAY_TYPES,
+    EventType,
+    product_type_label,
+)
 
 __all__ = ["BlockRenderer"]
 
@@ -33,7 +40,8 @@ class BlockRenderer:
         self.type_label = tuple(p.name for p in profile.behaviour.catalog)
         self.item_ids = catalog.item_ids
         self.item_names = catalog.item_names
-        self.item_price = catalog.item_price.tolist()
+        # Per point of sale, in its currency (baskets.PriceList).
+        self.item_price = world.prices.price
         self.item_type = catalog.item_type.tolist()
         self.type_names = catalog.type_names
 
@@ -98,6 +106,9 @@ class BlockRenderer:
         execution_refs = facts.execution_ref.tolist()
         pay_types = facts.session_pay_type.tolist()
         guest_refs = [r.decode() for r in facts.guest_ref.tolist()]
+        quantities = facts.quantity.tolist()
+        failed = facts.failed.tolist()
+        statuses = facts.order_status.tolist()
         carts: dict[int, list[int]] = {}
         client_key = self.client_key
         for i in range(n):
@@ -149,18 +160,22 @@ class BlockRenderer:
                     "item_id": self.item_ids[item],
                     "name": self.item_names[item],
                     "orderedAt": created[i],
-                    "quantity": 1,
-                    "price": self.item_price[item],
+                    "quantity": quantities[i],
+                    "price": self.item_price[pos][item],
                     "productId": self.item_ids[item],
                     "currency": self.pos_currency[pos],
                     "referenceId": order_refs[s].decode(),
                 }
             elif t == E.CONFIRM:
-                data["product"] = [{"item_id": self.item_ids[x]} for x in carts.get(s, [])]
+                listed = carts.get(s, [])
+                if failed[i]:  # it lists an item never added: CDP stores it FAILED
+                    listed = [*listed, item]
+                data["product"] = [{"item_id": self.item_ids[x]} for x in listed]
             elif t == E.CHECKOUT:
                 data["reference_id"] = order_refs[s].decode()
-                data["status"] = "PURCHASED"
-                carts.pop(s, None)
+                data["status"] = ORDER_STATUSES[statuses[i]]
+                if not failed[i]:
+                    carts.pop(s, None)
             elif t == E.PAYMENT:
                 data["pay_type"] = PAY_TYPES[pay_types[s]]
             elif t == E.CLEAR_CART:
@@ -184,6 +199,7 @@ class BlockRenderer:
                     browser_ref=browser_refs[b],
                     session_ref=session_refs[s],
                     arbitrary_data=data,
+                    status=EVENT_STATUSES[failed[i]],
                 ),
             )
 

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from generator.model import orders as order_model
 from generator.model.assignment import assign_block
+from generator.model.baskets import basket_rng, extra_items, quantities
 from generator.model.conversion import ConversionPlan, Slot, Visits, plan_conversions, tail_gaps
 from generator.model.pools import POOL_SIZE
 from generator.model.refs import halves_strings, uuid_bytes, uuid_halves, uuid_u64
@@ -80,6 +82,10 @@ class BlockFacts:
     execution_ms: np.ndarray
     execution_halves: np.ndarray
     goal_mask: np.ndarray  # on CHECKOUT: bit f set when the order holds flow f's goal product
+    quantity: np.ndarray  # on ADD: the quantity added
+    failed: np.ndarray  # stored FAILED (a CONFIRM and its CHECKOUT)
+    order_status: np.ndarray  # on CHECKOUT: index into ORDER_STATUSES; on a FAILED CONFIRM,
+    # `item` is the item it lists that was never added
 
     def __len__(self) -> int:
         return len(self.type)
@@ -253,6 +259,10 @@ class Actions:
     item: np.ndarray
     time: np.ndarray
     created: np.ndarray
+    quantity: np.ndarray
+    failed: np.ndarray
+    order_status: np.ndarray
+    after_origin: np.ndarray  # per after-sale session (numbered from plan.sessions on): its order's
 
     def __len__(self) -> int:
         return len(self.session)
@@ -290,6 +300,9 @@ class EventTable:
     occurred_ms: np.ndarray
     execution_ms: np.ndarray
     execution_halves: np.ndarray
+    quantity: np.ndarray
+    failed: np.ndarray
+    order_status: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,11 +329,12 @@ def simulate_block(world: World, block: int) -> BlockFacts:
     carts = _carts(world, rng, views, len(sessions))
     journeys = _journey_events(world, rng, guests, sessions, views, carts)
     conversions = _conversions(world, rng, guests, browsers, sessions, carts, journeys)
-    actions = _actions(world, rng, journeys, conversions)
+    timeout = world.timeout_ms[guests.pos[conversions.session_guest]]
+    actions = _actions(world, rng, basket_rng(world.seed, block), journeys, conversions, timeout)
     runs = _flow_runs(world, rng, actions, conversions)
     events = _event_table(world, rng, actions, runs)
     purchases = _purchases(world, rng, actions, conversions.plan.sessions)
-    return _facts(block, guests, browsers, conversions, events, purchases)
+    return _facts(block, guests, browsers, conversions, events, purchases, actions)
 
 
 def _guests(world: World, rng: np.random.Generator, n: int) -> Guests:
@@ -541,11 +555,20 @@ _ORDER_EVENTS = (
 
 
 def _actions(
-    world: World, rng: np.random.Generator, journeys: Journeys, conversions: Conversions
+    world: World,
+    rng: np.random.Generator,
+    brng: np.random.Generator,
+    journeys: Journeys,
+    conversions: Conversions,
+    timeout: np.ndarray,
 ) -> Actions:
     """Every client event of every session in order: the journey (less goal items an order
-    goes without), then the checkout tail, then clear cart and force close; each stored a little
-    after it happens, in the order it happens."""
+    goes without), then the checkout tail (a buyer's basket filled from the cart page, the
+    order's CONFIRM, CHECKOUT PAYMENT_PENDING, PAYMENT and CHECKOUT CONFIRMED; a failed order's
+    CONFIRM and CHECKOUT only), then clear cart and force close; each stored a little after it
+    happens, in the order it happens. After them, sessions of one CHECKOUT each: orders
+    CANCELLED or REFUNDED after the sale (orders.py), numbered from plan.sessions on. `brng`
+    draws the baskets and orders (baskets.py), `rng` the rest."""
     behaviour = world.profile.behaviour
     plan = conversions.plan
     S = plan.sessions
@@ -570,43 +593,136 @@ def _actions(
     parts.append(
         _timed(plan.extra_session, plan.extra_time, E.ADD, plan.extra_page, plan.extra_item)
     )
+    failed = order_model.failures(brng, behaviour.orders, plan.order, plan.carries)
+    sold = plan.order & ~failed
+    buyers = np.flatnonzero(plan.order)
+    catalog = world.catalog
+    other = np.flatnonzero(world.goal_flow_of_type < 0)
+    basket = extra_items(
+        brng,
+        behaviour.basket.extra_items,
+        buyers,
+        tail[buyers, Slot.CART],
+        tail[buyers, Slot.CHECKOUT_VIEW],
+        other,
+        catalog.type_weights[other],
+        catalog.type_first_item,
+        catalog.type_items,
+        catalog.item_price,
+    )
+    parts.append(_timed(basket[0], basket[1], E.ADD, _CART, basket[2]))
     for slot, etype in _ORDER_EVENTS:
-        s = np.flatnonzero((tail[:, slot] >= 0) & plan.order)
+        placed = sold if slot == Slot.PAYMENT else plan.order
+        s = np.flatnonzero((tail[:, slot] >= 0) & placed)
         parts.append(_timed(s, tail[s, slot], etype, _NONE, _NONE))
+    # The order CONFIRMED once paid: in the room the tail kept for a CLEAR_CART it never has.
+    s = np.flatnonzero(sold)
+    confirmed_at = tail[s, Slot.PAYMENT] + plan.gaps[s, Slot.CLEAR_CART]
+    parts.append(_timed(s, confirmed_at, E.CHECKOUT, _NONE, _NONE))
     x_sess, x_time, x_type, x_page, x_item = (np.concatenate(c) for c in zip(*parts, strict=True))
-    # End markers after the session's last event (its PAYMENT, else its checkout page, else
-    # its journey's end): a cart left with items may be cleared.
+    # End markers after the session's last event (its CONFIRMED CHECKOUT, a failed order's
+    # CHECKOUT, else its checkout page, else its journey's end): a cart left with items may be
+    # cleared.
     last = np.full(S, -1, dtype=np.int64)
     last[: len(journeys.last)] = journeys.last
-    last = np.maximum(
-        last, np.where(plan.order, tail[:, Slot.PAYMENT], tail[:, Slot.CHECKOUT_VIEW])
-    )
+    order_last = np.where(failed, tail[:, Slot.CHECKOUT], tail[:, Slot.PAYMENT])
+    order_last[s] = confirmed_at
+    last = np.maximum(last, np.where(plan.order, order_last, tail[:, Slot.CHECKOUT_VIEW]))
     has_add = np.bincount(x_sess[x_type == E.ADD], minlength=S) > 0
     clear = np.flatnonzero(has_add & ~plan.order & (rng.random(S) < behaviour.clear_cart_rate))
     clear_at = last[clear] + plan.gaps[clear, Slot.CLEAR_CART]
     last[clear] = clear_at
     force = np.flatnonzero((rng.random(S) < behaviour.force_close_rate) & (last > 0))
+    force_at = last[force] + plan.gaps[force, Slot.FORCE_CLOSE]
     x: list[tuple[np.ndarray, ...]] = [
         (x_sess, x_time, x_type, x_page, x_item),
         _timed(clear, clear_at, E.CLEAR_CART, _NONE, _NONE),
-        _timed(
-            force, last[force] + plan.gaps[force, Slot.FORCE_CLOSE], E.FORCE_CLOSE, _NONE, _NONE
-        ),
+        _timed(force, force_at, E.FORCE_CLOSE, _NONE, _NONE),
     ]
     x_sess, x_time, x_type, x_page, x_item = (np.concatenate(c) for c in zip(*x, strict=True))
+    # After the sale: each change in a session of its own, where its browser has none open.
+    first_at = np.full(S, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_at, x_sess, x_time)
+    last_at = np.full(S, -1, dtype=np.int64)
+    np.maximum.at(last_at, x_sess, x_time)
+    first_at[last_at < 0] = -1
+    origin, change_at, change = order_model.after_sale(
+        brng,
+        behaviour.orders,
+        s,
+        confirmed_at,
+        conversions.session_browser,
+        first_at,
+        last_at,
+        timeout,
+    )
+    A = len(origin)
+    after = S + np.arange(A)
+    x_sess = np.concatenate([x_sess, after])
+    x_time = np.concatenate([x_time, change_at])
+    x_type = np.concatenate([x_type, np.full(A, E.CHECKOUT)])
+    x_page = np.concatenate([x_page, np.full(A, _NONE)])
+    x_item = np.concatenate([x_item, np.full(A, _NONE)])
     # In session order, then time: one stable sort on a key packing both.
     key = x_sess.astype(np.int64) * (np.int64(1) << np.int64(41)) + (x_time - world.start_ms)
     order = np.argsort(key, kind="stable")
     x_sess, x_time = x_sess[order], x_time[order]
+    x_type, x_item = x_type[order].astype(np.int8), x_item[order].astype(np.int64)
     created = _stored_in_order(world, x_sess, x_time + rng.integers(20, 400, len(x_sess)))
+    # Per row: quantities of ADDs, FAILED rows, CHECKOUT statuses.
+    adds = np.flatnonzero(x_type == E.ADD)
+    quantity = np.zeros(len(x_sess), dtype=np.int16)
+    quantity[adds] = quantities(
+        brng, behaviour.basket.quantity_shares, world.single_item[x_item[adds]]
+    )
+    session_failed = np.concatenate([failed, np.zeros(A, dtype=bool)])
+    row_failed = session_failed[x_sess] & ((x_type == E.CONFIRM) | (x_type == E.CHECKOUT))
+    status = np.full(len(x_sess), _NONE, dtype=np.int8)
+    checkout = np.flatnonzero(x_type == E.CHECKOUT)
+    first_checkout = np.ones(len(checkout), dtype=bool)
+    first_checkout[1:] = x_sess[checkout[1:]] != x_sess[checkout[:-1]]
+    status[checkout] = np.where(first_checkout, order_model.PENDING, order_model.CONFIRMED)
+    changed = checkout[x_sess[checkout] >= S]
+    status[changed] = change[x_sess[changed] - S]
+    # A failed CONFIRM lists an item its session never added (kept in its `item`).
+    bad = np.flatnonzero(row_failed & (x_type == E.CONFIRM))
+    x_item[bad] = _never_added(world, x_sess, x_type, x_item, bad)
     return Actions(
         x_sess,
-        x_type[order].astype(np.int8),
+        x_type,
         x_page[order].astype(np.int8),
-        x_item[order].astype(np.int64),
+        x_item,
         x_time,
         created,
+        quantity,
+        row_failed,
+        status,
+        origin,
     )
+
+
+def _never_added(
+    world: World, sess: np.ndarray, kind: np.ndarray, item: np.ndarray, confirms: np.ndarray
+) -> np.ndarray:
+    """For each CONFIRM row, an item its session never ADDed: the item after the session's
+    first added one, moved on past any other it added (a few rows: a Python loop)."""
+    if len(confirms) == 0:
+        return np.zeros(0, dtype=np.int64)
+    adds = np.flatnonzero(kind == EventType.ADD)
+    wanted = set(sess[confirms].tolist())
+    carts: dict[int, set[int]] = {}
+    for s_, x_ in zip(sess[adds].tolist(), item[adds].tolist(), strict=True):
+        if s_ in wanted:
+            carts.setdefault(s_, set()).add(x_)
+    n_items = len(world.catalog.item_type)
+    out = []
+    for s_ in sess[confirms].tolist():
+        cart = carts.get(s_, set())
+        x_ = (min(cart) + 1) % n_items if cart else 0
+        while x_ in cart:
+            x_ = (x_ + 1) % n_items
+        out.append(x_)
+    return np.array(out, dtype=np.int64)
 
 
 def _timed(
@@ -722,6 +838,9 @@ def _event_table(
     e_var = np.concatenate([np.full(m, _NONE), runs.variant]).astype(np.int16)
     e_occ = np.concatenate([np.zeros(m, dtype=np.int64), runs.occurred])
     e_exe = np.concatenate([np.zeros(m, dtype=np.int64), runs.execution])
+    e_qty = np.concatenate([actions.quantity, np.zeros(k, dtype=np.int16)])
+    e_failed = np.concatenate([actions.failed, np.zeros(k, dtype=bool)])
+    e_status = np.concatenate([actions.order_status, np.full(k, _NONE, dtype=np.int8)])
     total = m + k
     ref_halves = uuid_halves(uuid_bytes(rng, total))
     ref_hi, ref_lo = ref_halves[:, 0], ref_halves[:, 1]
@@ -742,6 +861,9 @@ def _event_table(
         occurred_ms=e_occ[order],
         execution_ms=e_exe[order],
         execution_halves=uuid_halves(exec_raw[order]),
+        quantity=e_qty[order],
+        failed=e_failed[order],
+        order_status=e_status[order],
     )
 
 
@@ -749,8 +871,10 @@ def _purchases(
     world: World, rng: np.random.Generator, actions: Actions, sessions: int
 ) -> Purchases:
     """Session and order refs, pay types, and each order's goal mask: the flows whose goal
-    product type was added to the session's cart."""
-    goal_mask = np.zeros(sessions, dtype=np.int64)
+    product type was added to the session's cart. An after-sale session (after the block's
+    `sessions`) carries its order's ref; its own ref is drawn last."""
+    after = actions.after_origin
+    goal_mask = np.zeros(sessions + len(after), dtype=np.int64)
     add_rows = np.flatnonzero(actions.type == EventType.ADD)
     add_types = world.catalog.item_type[actions.item[add_rows]]
     for f in range(len(world.profile.flows)):
@@ -760,6 +884,10 @@ def _purchases(
     session_halves = uuid_halves(uuid_bytes(rng, sessions))
     order_halves = uuid_halves(uuid_bytes(rng, sessions))
     pay_type = rng.choice(len(PAY_TYPES), size=sessions, p=_PAY_WEIGHTS)
+    if len(after):
+        session_halves = np.concatenate([session_halves, uuid_halves(uuid_bytes(rng, len(after)))])
+        order_halves = np.concatenate([order_halves, order_halves[after]])
+        pay_type = np.concatenate([pay_type, pay_type[after]])
     return Purchases(session_halves, order_halves, pay_type, goal_mask)
 
 
@@ -770,8 +898,18 @@ def _facts(
     conversions: Conversions,
     events: EventTable,
     purchases: Purchases,
+    actions: Actions,
 ) -> BlockFacts:
-    goal_mask = np.where(events.type == EventType.CHECKOUT, purchases.goal_mask[events.session], 0)
+    # The goal mask on the CHECKOUT that places an order: its sale, the answer key's order.
+    sale = (
+        (events.type == EventType.CHECKOUT)
+        & (events.order_status == order_model.PENDING)
+        & ~events.failed
+    )
+    goal_mask = np.where(sale, purchases.goal_mask[events.session], 0)
+    session_browser = np.concatenate(
+        [conversions.session_browser, conversions.session_browser[actions.after_origin]]
+    )
     return BlockFacts(
         block=block,
         first_guest=block * BLOCK_GUESTS,
@@ -787,7 +925,7 @@ def _facts(
         browser_channel=browsers.channel,
         browser_agent=browsers.agent,
         session_halves=purchases.session_halves,
-        session_browser=conversions.session_browser,
+        session_browser=session_browser,
         session_order_halves=purchases.order_halves,
         session_pay_type=purchases.pay_type,
         ref_hi=events.ref_hi,
@@ -804,6 +942,9 @@ def _facts(
         execution_ms=events.execution_ms,
         execution_halves=events.execution_halves,
         goal_mask=goal_mask,
+        quantity=events.quantity,
+        failed=events.failed,
+        order_status=events.order_status,
     )
 
 

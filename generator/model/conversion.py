@@ -104,6 +104,7 @@ class ConversionPlan:
     tail: np.ndarray  # (sessions, CLEAR_CART): each tail event's time, or -1
     tail_item: np.ndarray  # the goal product a conversion's tail shows and adds, or -1
     order: np.ndarray  # per session: the tail places its order
+    carries: np.ndarray  # per session: bit f set when its order is flow f's conversion
     extra_session: np.ndarray  # goal items added from a tail's cart or checkout page
     extra_time: np.ndarray
     extra_page: np.ndarray
@@ -645,6 +646,7 @@ class _Book:
             tail=self.tail[:n],
             tail_item=self.item[:n],
             order=order,
+            carries=self.placed[:n].copy(),
             extra_session=es,
             extra_time=et,
             extra_page=ep,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from generator.model.assignment import FlowTable
+from generator.model.baskets import PriceList, single_items
 from generator.model.pools import Pools
 from generator.model.rhythm import SessionClock
 from generator.profile import JOURNEY_PAGES, Page, Profile
@@ -91,6 +92,8 @@ class World:
         self.end_ms = int(self.end.timestamp() * 1000)
         self.pools = Pools.build(profile, self.seed)
         self.catalog = Catalog.build(profile)
+        self.prices = PriceList.build(profile, self.catalog.item_price)
+        self.single_item = single_items(profile, self.catalog.item_price)
         self.flows = FlowTable(profile)
         self.clocks = tuple(
             SessionClock(profile.behaviour, pos, self.start, self.end)

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from generator.errors import ProfileError
+from generator.profile.money import reference_rate
 
 __all__ = [
     "ATTRIBUTION_HOURS",
@@ -33,11 +34,14 @@ __all__ = [
     "SHARE_TOLERANCE",
     "Assignment",
     "Bandit",
+    "Basket",
     "Behaviour",
     "Channel",
     "Flow",
     "FlowKind",
     "LoadShape",
+    "LogNormal",
+    "Orders",
     "Page",
     "PointOfSale",
     "Profile",
@@ -149,6 +153,10 @@ class PointOfSale(_Frozen):
     )
     share: float = Field(default=1.0, gt=0)
     locale: str = "en_US"
+    # Units of this point of sale's currency per unit of the catalog's (behaviour.catalogCurrency):
+    # its prices are the catalog's times this, rounded to the currency's minor unit. Unset: 1
+    # for the catalog's own currency, else the reference rate in generator.model.baskets.
+    price_rate: float | None = Field(default=None, gt=0, le=1e6, alias="priceRate")
 
     @field_validator("timezone")
     @classmethod
@@ -203,6 +211,48 @@ class Product(_Frozen):
         return value
 
 
+class Basket(_Frozen):
+    """What a buying session's basket holds beyond the items of its journey (baskets.py)."""
+
+    # Mean items (Poisson) a buyer adds from the cart page on the way to checkout: products of
+    # types that are no flow's goal, by catalog weight.
+    extra_items: float = Field(default=1.0, ge=0, le=20, alias="extraItems")
+    # Shares of an ADD's quantity 1, 2, 3 ..., for items priced (in the catalog's currency)
+    # at most singleAbove; dearer ones are bought one at a time. Unset: the catalog's median.
+    quantity_shares: tuple[Probability, ...] = Field(
+        default=(0.55, 0.3, 0.1, 0.05), alias="quantityShares", min_length=1, max_length=10
+    )
+    single_above: float | None = Field(default=None, gt=0, alias="singleAbove")
+
+    @field_validator("quantity_shares")
+    @classmethod
+    def _sums_to_one(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        return _split(value, "shares")
+
+
+class Orders(_Frozen):
+    """What becomes of an order (orders.py): the CHECKOUT that places it is PAYMENT_PENDING,
+    CONFIRMED after its PAYMENT; a share is CANCELLED or REFUNDED later, in a session of its
+    own; a share of organic orders fails (their CONFIRM lists an item never added: CONFIRM and
+    CHECKOUT stored FAILED)."""
+
+    failed_share: Probability = Field(default=0.01, alias="failedShare")
+    cancelled_share: Probability = Field(default=0.04, alias="cancelledShare")
+    refunded_share: Probability = Field(default=0.15, alias="refundedShare")
+    cancel_lag_hours: LogNormal = Field(
+        default=LogNormal(median=6, sigma=1.0), alias="cancelLagHours"
+    )
+    refund_lag_hours: LogNormal = Field(
+        default=LogNormal(median=96, sigma=0.6), alias="refundLagHours"
+    )
+
+    @model_validator(mode="after")
+    def _shares(self) -> Orders:
+        if self.cancelled_share + self.refunded_share > 1 + 1e-12:
+            raise ValueError("cancelledShare + refundedShare must be at most 1")
+        return self
+
+
 class Behaviour(_Frozen):
     # Relative session-start intensity per local hour (0-23) and weekday (Monday first).
     daily_curve: tuple[float, ...] = Field(
@@ -248,6 +298,10 @@ class Behaviour(_Frozen):
     conversion_lag_hours: LogNormal = Field(
         default=LogNormal(median=20, sigma=1.5), alias="conversionLagHours"
     )
+    # The currency of the catalog's priceRange values (each point of sale converts them).
+    catalog_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", alias="catalogCurrency")
+    basket: Basket = Basket()
+    orders: Orders = Orders()
     catalog: tuple[Product, ...] = Field(
         default=(
             Product(type="running_shoes", name="Running shoes", items=40, price_range=(60, 180)),
@@ -598,6 +652,7 @@ class Profile(_Frozen):
                 "behaviour.catalog: every product type is some flow's goal; keep at least one "
                 "type for organic baskets"
             )
+        problems += _price_rates(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -620,6 +675,16 @@ class Profile(_Frozen):
 
     def flow(self, friendly_id: str) -> Flow | None:
         return next((f for f in self.flows if f.friendly_id == friendly_id), None)
+
+
+def _price_rates(profile: Profile) -> list[str]:
+    """Every point of sale can price the catalog: its own rate, or a reference one."""
+    base = profile.behaviour.catalog_currency
+    return [
+        f"pointsOfSale[{i}].priceRate: needed: no reference rate from {base} to {p.currency}"
+        for i, p in enumerate(profile.points_of_sale)
+        if p.price_rate is None and reference_rate(base, p.currency) is None
+    ]
 
 
 def _stable_uuid(*parts: str) -> uuid.UUID:

@@ -25,6 +25,7 @@ from generator.events.stored import parse_iso_ms
 from generator.profile import BUNDLED
 from generator.report.published import PUBLISHED
 from generator.report.stats import compare, wilson
+from generator.vocabulary import SALE_STATUSES
 
 __all__ = [
     "FUNNEL",
@@ -36,7 +37,8 @@ __all__ = [
 FUNNEL = ("VIEW", "SEARCH", "ADD", "CHECKOUT", "PAYMENT")
 _FUNNEL_BIT = {t: 1 << i for i, t in enumerate(FUNNEL)}
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-COMPLETED = "PURCHASED"  # the answer key's completed order
+# The answer key's order: a sale's CHECKOUT (PURCHASED or PAYMENT_PENDING), stored PROCESSED.
+COMPLETED = SALE_STATUSES
 RETURNED = frozenset({"CANCELLED", "REFUNDED"})
 _SWEEP_EVERY = 8192  # events between sweeps of sessions past their timeout
 
@@ -337,7 +339,7 @@ def compute_dataset_figures(
         elif etype == "CHECKOUT":
             status = str(data.get("status", ""))
             fig.order_status[status] += 1
-            if status == COMPLETED:
+            if status in COMPLETED and e.get("status") == "PROCESSED":
                 fig.orders += 1
                 s.purchased = True
                 fig.items_total += s.cart_qty
