@@ -35,6 +35,7 @@ __all__ = [
     "Bandit",
     "Behaviour",
     "Channel",
+    "Devices",
     "Flow",
     "FlowKind",
     "LoadShape",
@@ -138,6 +139,25 @@ class LogNormal(_Frozen):
     sigma: float = Field(ge=0, le=4)
 
 
+class Devices(_Frozen):
+    """Shares of a point of sale's browsers by device: desktop browsers arrive on WEB, phone and
+    tablet browsers on MOBILE_WEB, the shop's app on MOBILE_APP (generator.model.agents)."""
+
+    desktop: Probability = 0.28
+    mobile: Probability = 0.6
+    tablet: Probability = 0.04
+    app: Probability = 0.08
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Devices:
+        _split((self.desktop, self.mobile, self.tablet, self.app), "device shares")
+        return self
+
+
+# The channel each device's browsers need (generator.model.agents.DEVICE_CHANNEL).
+_DEVICE_CHANNEL = {"desktop": "WEB", "mobile": "MOBILE_WEB", "tablet": "MOBILE_WEB", "app": "MOBILE_APP"}
+
+
 class PointOfSale(_Frozen):
     name: str = Field(min_length=1, pattern=r"^[^\s]+$")
     channels: tuple[Channel, ...] = (Channel.WEB,)
@@ -149,6 +169,20 @@ class PointOfSale(_Frozen):
     )
     share: float = Field(default=1.0, gt=0)
     locale: str = "en_US"
+    # Omitted: the default shares, less the devices whose channel is not listed.
+    devices: Devices | None = None
+
+    @model_validator(mode="after")
+    def _devices_have_channels(self) -> PointOfSale:
+        if self.devices is None:
+            return self
+        for device, channel in _DEVICE_CHANNEL.items():
+            if getattr(self.devices, device) > 0 and channel not in self.channels:
+                raise ValueError(
+                    f"devices.{device} is {getattr(self.devices, device):g} but channels do not "
+                    f"list {channel} (list it, or make that share 0)"
+                )
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -180,7 +214,10 @@ class Population(_Frozen):
     # Mean sessions a guest starts per week; each guest's own rate is lognormal around it.
     sessions_per_week: float = Field(default=2.0, gt=0, le=500, alias="sessionsPerWeek")
     activity_sigma: float = Field(default=1.0, ge=0, le=3, alias="activitySigma")
-    identify_share: Probability = Field(default=0.3, alias="identifyShare")
+    # Share of guests who say who they are in their first session; of the rest, the share of
+    # those who buy that check out as guests (no IDENTITY before their order).
+    identify_share: Probability = Field(default=0.05, alias="identifyShare")
+    guest_checkout_share: Probability = Field(default=0.4, alias="guestCheckoutShare")
 
     @field_validator("browsers_per_guest")
     @classmethod
