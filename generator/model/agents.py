@@ -5,7 +5,8 @@ ships (2.2.0, its data collected in April 2025): real browser user agents, each 
 type (desktop, mobile, tablet) and share of traffic. Only its data is read (its API draws from
 Python's global random). Agents too old for the source are left out: a browser more than
 `_WINDOW` major versions behind the newest the source has of it, iOS before 16, Android before
-10, and mail clients. A pool holds POOL_SIZE agents per device, drawn by share with the run's
+10, and mail clients; an iPad that asks for desktop sites (a Mac's agent with `Mobile/`) counts
+as the tablet it is. A pool holds POOL_SIZE agents per device, drawn by share with the run's
 seed; an app's agents (its own HTTP client, not a browser) are made from the phones' operating
 systems, so they say `cdpsim-app/VERSION`. Nothing reads the clock: the same package versions and
 seed give the same pool.
@@ -20,7 +21,7 @@ from importlib import metadata, resources
 import numpy as np
 import orjson
 
-from generator.profile import Devices, PointOfSale
+from generator.profile import DEFAULT_DEVICES, PointOfSale
 
 __all__ = [
     "AGENT_SOURCE",
@@ -101,7 +102,11 @@ def usable(browser: str, version: object, os: str, os_version: object) -> bool:
 def _by_device() -> tuple[tuple[tuple[str, ...], np.ndarray, tuple[tuple[str, str], ...]], ...]:
     """Per browser device (desktop, mobile, tablet): its distinct agents, their shares, and
     each one's (os, os version); in the source's order."""
-    kinds = {"desktop": Device.DESKTOP, "mobile": Device.MOBILE, "tablet": Device.TABLET}
+    kinds: dict[str, int] = {
+        "desktop": Device.DESKTOP,
+        "mobile": Device.MOBILE,
+        "tablet": Device.TABLET,
+    }
     shares: list[dict[str, float]] = [{}, {}, {}]
     systems: list[dict[str, tuple[str, str]]] = [{}, {}, {}]
     for r in _rows():
@@ -112,6 +117,8 @@ def _by_device() -> tuple[tuple[tuple[str, ...], np.ndarray, tuple[tuple[str, st
         if not usable(str(r.get("browser")), r.get("browser_version"), os, os_version):
             continue
         ua = str(r["useragent"])
+        if kind == Device.DESKTOP and "Macintosh" in ua and "Mobile/" in ua:
+            kind = Device.TABLET  # iPadOS Safari asks for desktop sites as a Mac would
         shares[kind][ua] = shares[kind].get(ua, 0.0) + float(str(r["percent"]))
         systems[kind].setdefault(ua, (os, os_version))
     out = []
@@ -141,13 +148,10 @@ def agent_pool(seed: int, size: int) -> tuple[str, ...]:
     minor = rng.integers(8, 13, size).tolist()
     patch = rng.integers(0, 4, size).tolist()
     pool.extend(
-        _app_agent(*systems[i], f"4.{m}.{p}")
+        _app_agent(systems[i][0], systems[i][1], f"4.{m}.{p}")
         for i, m, p in zip(phones, minor, patch, strict=True)
     )
     return tuple(pool)
-
-
-_DEFAULT_DEVICES = Devices()
 
 
 def device_table(points_of_sale: tuple[PointOfSale, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +163,7 @@ def device_table(points_of_sale: tuple[PointOfSale, ...]) -> tuple[np.ndarray, n
     channel = np.full((len(points_of_sale), len(Device)), -1, dtype=np.int64)
     for p, pos in enumerate(points_of_sale):
         listed = [str(c) for c in pos.channels]
-        devices = pos.devices or _DEFAULT_DEVICES
+        devices = pos.devices or DEFAULT_DEVICES
         share = np.zeros(len(Device))
         for d in Device:
             if DEVICE_CHANNEL[d] in listed:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from generator.model.assignment import assign_block
-from generator.model.identity import guest_checkout
 from generator.model.conversion import ConversionPlan, Slot, Visits, plan_conversions, tail_gaps
+from generator.model.identity import guest_checkout
 from generator.model.pools import POOL_SIZE
 from generator.model.refs import halves_strings, uuid_bytes, uuid_halves, uuid_u64
 from generator.model.world import BLOCK_GUESTS, EXIT, PAGE_CODES, World

@@ -208,9 +208,9 @@ class _Book:
         """Times of a tail opened after `base`: one gap a slot, for the slots it holds."""
         present = np.ones((len(sess), _TIMED), dtype=bool)
         present[:, Slot.CONV_VIEW] = present[:, Slot.CONV_ADD] = with_conv
-        present[:, Slot.IDENTITY] = ~self.identified[sess] & ~self.visits.guest_checkout[
-            self.guest[sess]
-        ]
+        present[:, Slot.IDENTITY] = (
+            ~self.identified[sess] & ~self.visits.guest_checkout[self.guest[sess]]
+        )
         steps = np.where(present, self.gaps[sess, :_TIMED], 0)
         times = base[:, None] + np.cumsum(steps, axis=1)
         return np.where(present, times, -1), present

@@ -65,6 +65,7 @@ class Pools:
 
 _NAME_PROVIDERS = ["faker.providers.person"]
 
+
 def _name_pool(fake: Faker) -> NamePool:
     """POOL_SIZE first and last names in the locale. Where the locale writes names in a script
     that does not fold to ASCII but has them romanized too (ja_JP: kanji, kana, romaji), emails

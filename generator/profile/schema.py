@@ -27,6 +27,7 @@ from generator.errors import ProfileError
 __all__ = [
     "ATTRIBUTION_HOURS",
     "BUCKETS",
+    "DEFAULT_DEVICES",
     "JOURNEY_PAGES",
     "MAX_DAYS",
     "MAX_GUESTS",
@@ -143,10 +144,10 @@ class Devices(_Frozen):
     """Shares of a point of sale's browsers by device: desktop browsers arrive on WEB, phone and
     tablet browsers on MOBILE_WEB, the shop's app on MOBILE_APP (generator.model.agents)."""
 
-    desktop: Probability = 0.28
-    mobile: Probability = 0.6
-    tablet: Probability = 0.04
-    app: Probability = 0.08
+    desktop: Probability = 0.0  # a device left out has no share
+    mobile: Probability = 0.0
+    tablet: Probability = 0.0
+    app: Probability = 0.0
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> Devices:
@@ -154,8 +155,16 @@ class Devices(_Frozen):
         return self
 
 
+# A point of sale's devices when it names none (less those whose channel it does not list).
+DEFAULT_DEVICES = Devices(desktop=0.28, mobile=0.6, tablet=0.04, app=0.08)
+
 # The channel each device's browsers need (generator.model.agents.DEVICE_CHANNEL).
-_DEVICE_CHANNEL = {"desktop": "WEB", "mobile": "MOBILE_WEB", "tablet": "MOBILE_WEB", "app": "MOBILE_APP"}
+_DEVICE_CHANNEL = {
+    "desktop": "WEB",
+    "mobile": "MOBILE_WEB",
+    "tablet": "MOBILE_WEB",
+    "app": "MOBILE_APP",
+}
 
 
 class PointOfSale(_Frozen):
@@ -216,8 +225,8 @@ class Population(_Frozen):
     activity_sigma: float = Field(default=1.0, ge=0, le=3, alias="activitySigma")
     # Share of guests who say who they are in their first session; of the rest, the share of
     # those who buy that check out as guests (no IDENTITY before their order).
-    identify_share: Probability = Field(default=0.05, alias="identifyShare")
-    guest_checkout_share: Probability = Field(default=0.4, alias="guestCheckoutShare")
+    identify_share: Probability = Field(default=0.03, alias="identifyShare")
+    guest_checkout_share: Probability = Field(default=0.6, alias="guestCheckoutShare")
 
     @field_validator("browsers_per_guest")
     @classmethod
