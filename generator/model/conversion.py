@@ -15,7 +15,8 @@ without the goal item. So among exposed guests the answer key's converted share 
 draw at the configured rate.
 
 A session's checkout tail (a goal product's page and its ADD, the cart and checkout pages,
-IDENTITY, CONFIRM, CHECKOUT, PAYMENT) runs in time reserved after its journey when the sessions
+IDENTITY unless the guest identified earlier in the session or checks out as a guest, CONFIRM,
+CHECKOUT, PAYMENT) runs in time reserved after its journey when the sessions
 were pushed apart, and an item added to a tail later goes between two of its events: placing an
 order never moves another event.
 """
