@@ -69,7 +69,7 @@ def test_every_line_is_valid_and_every_record_is_there(tmp_path: Path, dataset: 
 
 
 def test_files_split_by_size_never_mid_record(tmp_path: Path, dataset: Path) -> None:
-    limit = 20_000
+    limit = 8_000
     files = export_batch(dataset, tmp_path / "small", limit=limit)
     assert len(files.files) > 3
     for f in files.files:

@@ -131,6 +131,10 @@ class Check:
         """After the last event: report what the whole file says."""
 
 
+# What only an identified guest has told: an anonymous VISITOR carries none of it.
+_PERSONAL = frozenset({"firstName", "lastName", "name", "email"})
+
+
 class GuestBook:
     """guests.jsonl as what the checks need per guest: ref, type, point of sale, browsers."""
 
@@ -159,10 +163,15 @@ class GuestBook:
             book.customer.append(guest.get("type") == "CUSTOMER")
             pos = guest.get("pointOfSale")
             book.pos.append(pos if isinstance(pos, str) else None)
-            email = guest.get("email", "")
-            if not isinstance(email, str) or email.rsplit("@", 1)[-1] not in EMAIL_DOMAINS:
-                report.add("email domain", f"{where}: {email!r} not on a reserved domain")
-            if guest.get("type") not in ("VISITOR", "CUSTOMER"):
+            if guest.get("type") == "CUSTOMER":
+                email = guest.get("email", "")
+                if not isinstance(email, str) or email.rsplit("@", 1)[-1] not in EMAIL_DOMAINS:
+                    report.add("email domain", f"{where}: {email!r} not on a reserved domain")
+            elif guest.get("type") == "VISITOR":
+                named = sorted(_PERSONAL & guest.keys())
+                if named:
+                    report.add("anonymous visitor", f"{where}: a VISITOR with {', '.join(named)}")
+            else:
                 report.add("guest type", f"{where}: type {guest.get('type')!r}")
             for b in guest.get("browsers", []):
                 bref = b.get("browserRef") if isinstance(b, dict) else None

@@ -63,6 +63,7 @@ from generator.dataset.provenance import (
     write_provenance,
 )
 from generator.errors import CdpsimError
+from generator.events.lines import anonymous
 from generator.events.types import EventType
 from generator.lifecycle import die_with_parent
 from generator.model.orders import by_status
@@ -549,8 +550,9 @@ def _join_guests(out: Path, cutoff: bytes) -> tuple[int, int]:
             if not cutoff or first > cutoff:
                 continue
             if identity <= cutoff:
-                body = body.replace(b'"type":"VISITOR"', b'"type":"CUSTOMER"', 1)
                 customers += 1
+            else:  # identified after the cut, or never
+                body = anonymous(body)
             dst.write(body)
             written += 1
     return written, customers

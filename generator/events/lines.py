@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import orjson
 
-from generator.events.render import BlockRenderer
+from generator.events.render import BlockRenderer, identified_guests
 from generator.events.timestamps import iso_bytes, iso_text
 from generator.model.block import BlockFacts
 from generator.model.refs import halves_strings, halves_text
@@ -28,7 +28,7 @@ from generator.vocabulary import (
     product_type_label,
 )
 
-__all__ = ["ROW_DTYPE", "block_rows", "guest_lines", "render_rows", "sort_rows"]
+__all__ = ["ROW_DTYPE", "anonymous", "block_rows", "guest_lines", "render_rows", "sort_rows"]
 
 ROW_DTYPE = np.dtype(
     [
@@ -515,8 +515,8 @@ def render_rows(r: BlockRenderer, rows: np.ndarray, extras: bytes) -> list[bytes
 
 
 def guest_lines(r: BlockRenderer, facts: BlockFacts) -> list[bytes]:
-    """Every guest of the block as a JSON line (type VISITOR), in guest order: byte-for-byte
-    `orjson.dumps` of the renderer's guest record."""
+    """Every guest of the block as a JSON line, in guest order: byte-for-byte `orjson.dumps` of
+    the renderer's guest record (CUSTOMER with names once identified, else a bare VISITOR)."""
     p = _pieces(r)
     browser_pos = facts.guest_pos[facts.browser_guest].tolist()
     browsers = [
@@ -532,7 +532,7 @@ def guest_lines(r: BlockRenderer, facts: BlockFacts) -> list[bytes]:
     ]
     domains = [d.encode() for d in EMAIL_DOMAINS]
     out = []
-    for g, (gref, pos, fi, la, d, b0, nb) in enumerate(
+    for g, (gref, pos, fi, la, d, b0, nb, customer) in enumerate(
         zip(
             halves_strings(facts.guest_halves).tolist(),
             facts.guest_pos.tolist(),
@@ -541,15 +541,13 @@ def guest_lines(r: BlockRenderer, facts: BlockFacts) -> list[bytes]:
             facts.guest_domain.tolist(),
             facts.guest_browsers.tolist(),
             facts.guest_browser_count.tolist(),
+            identified_guests(facts).tolist(),
             strict=True,
         )
     ):
-        first, last = p.first[pos][fi], p.last[pos][la]
-        out.append(
-            b'{"guestRef":"%s","type":"VISITOR","firstName":%s,"lastName":%s,"name":%s %s,'
-            b'"email":"%s.%s.%d@%s","pointOfSale":%s,"language":%s,"browsers":[%s]}'
-            % (
-                gref,
+        if customer:
+            first, last = p.first[pos][fi], p.last[pos][la]
+            who = b'"CUSTOMER","firstName":%s,"lastName":%s,"name":%s %s,"email":"%s.%s.%d@%s"' % (
                 first,
                 last,
                 # Escaping is per character, so the escaped halves join into the escaped whole.
@@ -560,9 +558,22 @@ def guest_lines(r: BlockRenderer, facts: BlockFacts) -> list[bytes]:
                 p.last_slug_bytes[pos][la],
                 facts.first_guest + g,
                 domains[d],
-                p.pos_name[pos],
-                p.language[pos],
-                b",".join(browsers[b0 : b0 + nb]),
             )
+        else:
+            who = b'"VISITOR"'
+        out.append(
+            b'{"guestRef":"%s","type":%s,"pointOfSale":%s,"language":%s,"browsers":[%s]}'
+            % (gref, who, p.pos_name[pos], p.language[pos], b",".join(browsers[b0 : b0 + nb]))
         )
     return out
+
+
+def anonymous(line: bytes) -> bytes:
+    """A CUSTOMER guest line as the bare VISITOR it was before it identified (for a dataset cut
+    before its IDENTITY); other lines as they are."""
+    head, sep, rest = line.partition(b',"type":"CUSTOMER",')
+    if not sep:
+        return line
+    # Names are JSON strings: a quote inside one is escaped, so this key is the first one.
+    _, sep, tail = rest.partition(b',"pointOfSale":')
+    return head + b',"type":"VISITOR","pointOfSale":' + tail

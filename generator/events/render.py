@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from generator.events.stored import envelope, tracking_event
 from generator.events.timestamps import iso_strings
 from generator.model.block import BlockFacts
@@ -19,9 +21,17 @@ from generator.vocabulary import (
     product_type_label,
 )
 
-__all__ = ["BlockRenderer"]
+__all__ = ["BlockRenderer", "identified_guests"]
 
 _PAGES = tuple(Page)
+
+
+def identified_guests(facts: BlockFacts) -> np.ndarray:
+    """Per guest of the block: whether it sends an IDENTITY among the block's events."""
+    rows = np.flatnonzero(facts.type == EventType.IDENTITY)
+    out = np.zeros(len(facts.guest_halves), dtype=bool)
+    out[facts.browser_guest[facts.session_browser[facts.session[rows]]]] = True
+    return out
 
 
 class BlockRenderer:
@@ -53,13 +63,14 @@ class BlockRenderer:
         return pool.first[i], pool.last[j], email
 
     def guests(self, facts: BlockFacts) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(global guest index, record) for every guest of the block, with type VISITOR."""
+        """(global guest index, record) for every guest of the block: CUSTOMER, with the names
+        its IDENTITY gave, if it has one among the block's events; else an anonymous VISITOR."""
         guest_refs = facts.guest_ref.tolist()
         browser_refs = facts.browser_ref.tolist()
         agents = self.world.pools.user_agents
+        customer = identified_guests(facts).tolist()
         for g, gref in enumerate(guest_refs):
             pos = int(facts.guest_pos[g])
-            first, last, email = self.guest_name(facts, g)
             b0 = int(facts.guest_browsers[g])
             browsers = [
                 {
@@ -69,20 +80,22 @@ class BlockRenderer:
                 }
                 for b in range(b0, b0 + int(facts.guest_browser_count[g]))
             ]
-            yield (
-                facts.first_guest + g,
-                {
-                    "guestRef": gref.decode(),
-                    "type": "VISITOR",
-                    "firstName": first,
-                    "lastName": last,
-                    "name": f"{first} {last}",
-                    "email": email,
-                    "pointOfSale": self.pos_names[pos],
-                    "language": self.pos_language[pos],
-                    "browsers": browsers,
-                },
+            record: dict[str, Any] = {"guestRef": gref.decode()}
+            if customer[g]:
+                first, last, email = self.guest_name(facts, g)
+                record.update(
+                    type="CUSTOMER",
+                    firstName=first,
+                    lastName=last,
+                    name=f"{first} {last}",
+                    email=email,
+                )
+            else:
+                record["type"] = "VISITOR"
+            record.update(
+                pointOfSale=self.pos_names[pos], language=self.pos_language[pos], browsers=browsers
             )
+            yield facts.first_guest + g, record
 
     def events(self, facts: BlockFacts) -> Iterator[tuple[int, dict[str, Any]]]:
         """(event index in facts, stored event) in the block's (createdAt, ref) order."""

@@ -22,6 +22,7 @@ from generator.model import orders as order_model
 from generator.model.assignment import assign_block
 from generator.model.baskets import basket_rng, extra_items, quantities
 from generator.model.conversion import ConversionPlan, Slot, Visits, plan_conversions, tail_gaps
+from generator.model.identity import guest_checkout
 from generator.model.pools import POOL_SIZE
 from generator.model.refs import halves_strings, uuid_bytes, uuid_halves, uuid_u64
 from generator.model.world import BLOCK_GUESTS, EXIT, PAGE_CODES, World
@@ -364,9 +365,11 @@ def _browsers(world: World, rng: np.random.Generator, guests: Guests) -> Browser
     guest = np.repeat(np.arange(len(counts)), counts)
     first_of_guest = np.concatenate([[0], np.cumsum(counts)[:-1]])
     raw = uuid_bytes(rng, nb)
-    nchannels = np.array([len(p.channels) for p in world.profile.points_of_sale])
-    channel = (rng.random(nb) * nchannels[guests.pos[guest]]).astype(np.int64)
-    agent = rng.integers(0, POOL_SIZE, nb)
+    # Each browser's device, by its point of sale's shares; its channel follows from it.
+    pos = guests.pos[guest]
+    device = (rng.random(nb)[:, None] >= world.device_cum[pos]).sum(axis=1)
+    channel = world.device_channel[pos, device]
+    agent = device * POOL_SIZE + rng.integers(0, POOL_SIZE, nb)
     return Browsers(guest, first_of_guest, raw, channel, agent)
 
 
@@ -516,6 +519,9 @@ def _conversions(
         guest_browsers=browsers.first_of_guest,
         guest_browser_count=guests.browser_count,
         guest_timeout=world.timeout_ms[guests.pos],
+        guest_checkout=guest_checkout(
+            guests.key, guests.identifies, world.profile.population.guest_checkout_share
+        ),
         by_guest=sessions.by_guest,
         by_browser=journeys.by_browser,
     )

@@ -15,7 +15,8 @@ without the goal item. So among exposed guests the answer key's converted share 
 draw at the configured rate.
 
 A session's checkout tail (a goal product's page and its ADD, the cart and checkout pages,
-IDENTITY, CONFIRM, CHECKOUT, PAYMENT) runs in time reserved after its journey when the sessions
+IDENTITY unless the guest identified earlier in the session or checks out as a guest, CONFIRM,
+CHECKOUT, PAYMENT) runs in time reserved after its journey when the sessions
 were pushed apart, and an item added to a tail later goes between two of its events: placing an
 order never moves another event.
 """
@@ -42,7 +43,7 @@ class Slot(IntEnum):
     CONV_ADD = 1
     CART = 2
     CHECKOUT_VIEW = 3
-    IDENTITY = 4  # unless the guest identified earlier in the session
+    IDENTITY = 4  # unless the guest identified earlier in the session, or checks out as a guest
     CONFIRM = 5
     CHECKOUT = 6
     PAYMENT = 7
@@ -88,6 +89,7 @@ class Visits:
     guest_browsers: np.ndarray  # per guest: first browser index
     guest_browser_count: np.ndarray
     guest_timeout: np.ndarray  # per guest: its point of sale's timeout
+    guest_checkout: np.ndarray  # per guest: its orders go without IDENTITY (model.identity)
     by_guest: np.ndarray  # session indices grouped by guest
     by_browser: np.ndarray  # session indices by browser, then start
 
@@ -208,7 +210,9 @@ class _Book:
         """Times of a tail opened after `base`: one gap a slot, for the slots it holds."""
         present = np.ones((len(sess), _TIMED), dtype=bool)
         present[:, Slot.CONV_VIEW] = present[:, Slot.CONV_ADD] = with_conv
-        present[:, Slot.IDENTITY] = ~self.identified[sess]
+        present[:, Slot.IDENTITY] = (
+            ~self.identified[sess] & ~self.visits.guest_checkout[self.guest[sess]]
+        )
         steps = np.where(present, self.gaps[sess, :_TIMED], 0)
         times = base[:, None] + np.cumsum(steps, axis=1)
         return np.where(present, times, -1), present

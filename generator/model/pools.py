@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from faker import Faker
 
+from generator.model.agents import agent_pool
 from generator.profile import Profile
 
 __all__ = ["POOL_SIZE", "Pools", "ascii_slug"]
@@ -30,7 +31,8 @@ class NamePool:
 
 @dataclass(frozen=True, slots=True)
 class Pools:
-    """Per point of sale name pools (in its locale) and one user-agent pool."""
+    """Per point of sale name pools (in its locale) and one user-agent pool (POOL_SIZE agents
+    per device, in Device order: generator.model.agents)."""
 
     names: tuple[NamePool, ...]
     user_agents: tuple[str, ...]
@@ -57,22 +59,31 @@ class Pools:
             except AttributeError:
                 fake = Faker("en_US", providers=_NAME_PROVIDERS)
             fake.seed_instance(seed)
-            names.append(
-                NamePool.of(
-                    tuple(fake.first_name() for _ in range(POOL_SIZE)),
-                    tuple(fake.last_name() for _ in range(POOL_SIZE)),
-                )
-            )
-        agents = Faker("en_US", providers=_AGENT_PROVIDERS)
-        agents.seed_instance(seed)
-        return cls(
-            names=tuple(names), user_agents=tuple(agents.user_agent() for _ in range(POOL_SIZE))
-        )
+            names.append(_name_pool(fake))
+        return cls(names=tuple(names), user_agents=agent_pool(seed, POOL_SIZE))
 
 
 _NAME_PROVIDERS = ["faker.providers.person"]
-# user_agent() dates its Firefox builds through the date_time provider.
-_AGENT_PROVIDERS = ["faker.providers.user_agent", "faker.providers.date_time"]
+
+
+def _name_pool(fake: Faker) -> NamePool:
+    """POOL_SIZE first and last names in the locale. Where the locale writes names in a script
+    that does not fold to ASCII but has them romanized too (ja_JP: kanji, kana, romaji), emails
+    take the romanized form, so that they are not all `guest.guest.N@`."""
+    if hasattr(fake, "first_name_pair") and hasattr(fake, "last_name_pair"):
+        first = [fake.first_name_pair() for _ in range(POOL_SIZE)]
+        last = [fake.last_name_pair() for _ in range(POOL_SIZE)]
+        return NamePool(
+            tuple(x[0] for x in first),
+            tuple(x[0] for x in last),
+            tuple(ascii_slug(x[-1]) for x in first),
+            tuple(ascii_slug(x[-1]) for x in last),
+        )
+    return NamePool.of(
+        tuple(fake.first_name() for _ in range(POOL_SIZE)),
+        tuple(fake.last_name() for _ in range(POOL_SIZE)),
+    )
+
 
 # The last pools built, with the profile they belong to (so the id cannot be reused).
 _built: dict[tuple[int, int], tuple[Profile, Pools]] = {}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from generator.model.agents import device_table
 from generator.model.assignment import FlowTable
 from generator.model.baskets import PriceList, single_items
 from generator.model.pools import Pools
@@ -106,6 +107,7 @@ class World:
             [p.session_timeout_minutes * 60_000 for p in profile.points_of_sale], dtype=np.int64
         )
         self.browser_shares = np.array(profile.population.browsers_per_guest, dtype=float)
+        self.device_cum, self.device_channel = device_table(profile.points_of_sale)
         # Journey chain over JOURNEY_PAGES; column EXIT is the chance to leave.
         n = len(JOURNEY_PAGES)
         self.landing = np.array([behaviour.landing.get(p, 0.0) for p in JOURNEY_PAGES])

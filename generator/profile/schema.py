@@ -28,6 +28,7 @@ from generator.profile.money import reference_rate
 __all__ = [
     "ATTRIBUTION_HOURS",
     "BUCKETS",
+    "DEFAULT_DEVICES",
     "JOURNEY_PAGES",
     "MAX_DAYS",
     "MAX_GUESTS",
@@ -37,6 +38,7 @@ __all__ = [
     "Basket",
     "Behaviour",
     "Channel",
+    "Devices",
     "Flow",
     "FlowKind",
     "LoadShape",
@@ -142,6 +144,33 @@ class LogNormal(_Frozen):
     sigma: float = Field(ge=0, le=4)
 
 
+class Devices(_Frozen):
+    """Shares of a point of sale's browsers by device: desktop browsers arrive on WEB, phone and
+    tablet browsers on MOBILE_WEB, the shop's app on MOBILE_APP (generator.model.agents)."""
+
+    desktop: Probability = 0.0  # a device left out has no share
+    mobile: Probability = 0.0
+    tablet: Probability = 0.0
+    app: Probability = 0.0
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Devices:
+        _split((self.desktop, self.mobile, self.tablet, self.app), "device shares")
+        return self
+
+
+# A point of sale's devices when it names none (less those whose channel it does not list).
+DEFAULT_DEVICES = Devices(desktop=0.28, mobile=0.6, tablet=0.04, app=0.08)
+
+# The channel each device's browsers need (generator.model.agents.DEVICE_CHANNEL).
+_DEVICE_CHANNEL = {
+    "desktop": "WEB",
+    "mobile": "MOBILE_WEB",
+    "tablet": "MOBILE_WEB",
+    "app": "MOBILE_APP",
+}
+
+
 class PointOfSale(_Frozen):
     name: str = Field(min_length=1, pattern=r"^[^\s]+$")
     channels: tuple[Channel, ...] = (Channel.WEB,)
@@ -157,6 +186,20 @@ class PointOfSale(_Frozen):
     # its prices are the catalog's times this, rounded to the currency's minor unit. Unset: 1
     # for the catalog's own currency, else the reference rate in generator.model.baskets.
     price_rate: float | None = Field(default=None, gt=0, le=1e6, alias="priceRate")
+    # Omitted: the default shares, less the devices whose channel is not listed.
+    devices: Devices | None = None
+
+    @model_validator(mode="after")
+    def _devices_have_channels(self) -> PointOfSale:
+        if self.devices is None:
+            return self
+        for device, channel in _DEVICE_CHANNEL.items():
+            if getattr(self.devices, device) > 0 and channel not in self.channels:
+                raise ValueError(
+                    f"devices.{device} is {getattr(self.devices, device):g} but channels do not "
+                    f"list {channel} (list it, or make that share 0)"
+                )
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -188,7 +231,10 @@ class Population(_Frozen):
     # Mean sessions a guest starts per week; each guest's own rate is lognormal around it.
     sessions_per_week: float = Field(default=2.0, gt=0, le=500, alias="sessionsPerWeek")
     activity_sigma: float = Field(default=1.0, ge=0, le=3, alias="activitySigma")
-    identify_share: Probability = Field(default=0.3, alias="identifyShare")
+    # Share of guests who say who they are in their first session; of the rest, the share of
+    # those who buy that check out as guests (no IDENTITY before their order).
+    identify_share: Probability = Field(default=0.03, alias="identifyShare")
+    guest_checkout_share: Probability = Field(default=0.6, alias="guestCheckoutShare")
 
     @field_validator("browsers_per_guest")
     @classmethod
