@@ -64,6 +64,14 @@ DUP_WITHIN = 16
 # Replay reads 8,192 lines ahead of its oldest unfinished one: a held event must go out sooner.
 REPLAY_SWAP = 2_048
 
+
+def replay_late_after(window: int) -> int:
+    """How many later lines a replay holds a late event behind: three quarters of its read-ahead
+    window (6,144 of 8,192), the most it can without the reader waiting on the held line; a
+    stream shorter than that sends its late events at the end."""
+    return max(1, window * 3 // 4)
+
+
 T = TypeVar("T")
 
 
@@ -372,7 +380,9 @@ class StreamFaults(Generic[T]):
     `reorder` gives its steps late and out of order; `copies(ref)` the duplicates and
     malformed copies to send after a step; every fault is appended to `log` (faults.jsonl)."""
 
-    def __init__(self, mix: FaultMix, seed: int, log: Path) -> None:
+    def __init__(
+        self, mix: FaultMix, seed: int, log: Path, *, late_after: int = LATE_AFTER
+    ) -> None:
         reorder_only = FaultMix(
             tuple((k, v) for k, v in mix.shares if k in ("late", "out-of-order"))
         )
@@ -380,7 +390,10 @@ class StreamFaults(Generic[T]):
         self._rng = np.random.default_rng([seed, 0x5EED])
         self._order: FaultInjector[T] | None = (
             FaultInjector(
-                reorder_only, np.random.default_rng([seed, 0x0D3D]), swap_within=REPLAY_SWAP
+                reorder_only,
+                np.random.default_rng([seed, 0x0D3D]),
+                late_after=late_after,
+                swap_within=REPLAY_SWAP,
             )
             if reorder_only.shares
             else None
@@ -390,6 +403,14 @@ class StreamFaults(Generic[T]):
         self._sent = 0
         self._log = log
         self.counts: dict[str, int] = {}
+        self._late: set[str] = set()  # refs delivered late, not yet sent
+
+    def late(self, ref: str) -> bool:
+        """Whether the step with this ref is a late delivery (asked once, when it is sent)."""
+        if ref in self._late:
+            self._late.discard(ref)
+            return True
+        return False
 
     def reorder(
         self, steps: Iterable[T], group: Callable[[T], Hashable], ref: Callable[[T], str]
@@ -399,11 +420,16 @@ class StreamFaults(Generic[T]):
             return
         for step in steps:
             for delivery in self._order.push(step, group(step), ref(step)):
-                yield delivery.item
+                yield self._noted(delivery)
             self._write(self._order.take_faults())
         for delivery in self._order.drain():
-            yield delivery.item
+            yield self._noted(delivery)
         self._write(self._order.take_faults())
+
+    def _noted(self, delivery: Delivery[T]) -> T:
+        if delivery.kind == "late":
+            self._late.add(delivery.ref)
+        return delivery.item
 
     def copies(self, ref: str) -> list[tuple[str, str]]:
         """(kind, detail) of each copy to send after the step with this ref; logged."""

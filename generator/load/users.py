@@ -182,6 +182,10 @@ class ArrivingGuests(_StationUser):
     open_model = True  # the shape runs it (and not the closed model's users) with --arrivals
 
     def on_start(self) -> None:
+        # One client for every guest in flight: one cookie jar would hand one guest's cookies
+        # to all the others (a guest's browser id travels in its bodies, as the SDK sends it),
+        # and would be searched and filled on every request for nothing.
+        self.client.client.cookiejar = None
         self.guests = self.state.journeys.sequence(self.serial)
         self.live = Pool(self.state.plan.max_guests)
         plan = self.state.plan

@@ -19,7 +19,13 @@ import orjson
 from generator.endpoint import Endpoint, parse_endpoint
 from generator.errors import CdpsimError
 from generator.events.wire import WireRequest
-from generator.fault_injection import FAULT_HEADER, FaultMix, StreamFaults, spoil_wire
+from generator.fault_injection import (
+    FAULT_HEADER,
+    FaultMix,
+    StreamFaults,
+    replay_late_after,
+    spoil_wire,
+)
 from generator.redaction import mask_key
 from generator.replay.checkpoint import Checkpoint, CheckpointError, default_state_path
 from generator.replay.pacing import RateLimit, Timeline
@@ -275,9 +281,20 @@ class _Run:
         self.requests = 0
         self.dirty = False
         self.faults: StreamFaults[ReplayStep] | None = None
+        # --faults late: steps held back (the last line read before each), their refs.
+        self.late_held: deque[tuple[int, ReplayStep]] = deque()
+        self.late_refs: set[str] = set()
+        self.last_read = 0  # the highest line read and queued
+        self.finished_seq = 0  # the highest line finished
         if options.faults is not None:
             log = options.faults_log or state.with_name(state.name + ".faults.jsonl")
-            self.faults = StreamFaults(options.faults, options.faults_seed, log)
+            # A late event is held behind most of the read-ahead window's later lines (or, in
+            # a shorter replay, until the end), and sent, labelled, once those are sent: long
+            # after its time, after events created well after it.
+            late_after = replay_late_after(options.window)
+            self.faults = StreamFaults(
+                options.faults, options.faults_seed, log, late_after=late_after
+            )
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -352,20 +369,42 @@ class _Run:
                     self.window_open.wait()
                     if self.stopping.is_set():
                         return
-                queue = self.queues.get(step.guest)
-                if queue is None:
-                    self.queues[step.guest] = deque((step,))
-                    self.ready.put((step.seq, step))
+                if self.faults is not None and self.faults.late(step.ref):
+                    # Late: held until the senders are past the lines read before it.
+                    self.late_refs.add(step.ref)
+                    self.late_held.append((self.last_read, step))
                 else:
-                    queue.append(step)
+                    self.last_read = max(self.last_read, step.seq)
+                    self._enqueue(step)
                 if n % 64 == 0:
                     gevent.sleep(0)  # let the senders start while the file is read
         except Exception as exc:
             self._halt(exc)
             return
         self.reader_done = True
+        self._release_late()
         if not self.queues:
             self.over.set()
+
+    def _enqueue(self, step: ReplayStep) -> None:
+        queue = self.queues.get(step.guest)
+        if queue is None:
+            self.queues[step.guest] = deque((step,))
+            self.ready.put((step.seq, step))
+        else:
+            queue.append(step)
+
+    def _release_late(self) -> None:
+        """--faults late: a held step goes to its guest's queue once a line read before it (in
+        the faulted stream, thousands of lines after its own) has finished, or at the end."""
+        held = self.late_held
+        while held:
+            mark = held[0][0]
+            # Held to the end of the stream (no line read after its mark): sent last.
+            passed = mark < self.last_read and mark <= self.finished_seq
+            if not (passed or (self.reader_done and not self.queues)):
+                return
+            self._enqueue(held.popleft()[1])
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -421,7 +460,10 @@ class _Run:
         if self.options.sessions == "close":
             self._end_previous_session(step, browser_id, repeat)
         request = self.plan.request(step, browser_id)
-        answer = self._send(request, step.ref, step.ref, repeat)
+        late = step.ref in self.late_refs
+        self.late_refs.discard(step.ref)
+        labels = {FAULT_HEADER: "1:late"} if late else None
+        answer = self._send(request, step.ref, step.ref, repeat, labels)
         if answer.outcome is Outcome.ACKNOWLEDGED:
             ckpt.tally.ack(step.type)
             ckpt.succeed(step.seq)
@@ -515,7 +557,14 @@ class _Run:
         self.ckpt.failed_browsers[step.browser_ref] = failed
         return None, failed
 
-    def _send(self, request: WireRequest, key: str, what: str, repeat: bool) -> Reply:
+    def _send(
+        self,
+        request: WireRequest,
+        key: str,
+        what: str,
+        repeat: bool,
+        labels: dict[str, str] | None = None,
+    ) -> Reply:
         """Send until acknowledged or failed for good; raises GiveUp when retries run out."""
         tally = self.ckpt.tally
         tally.sent += 1
@@ -530,7 +579,7 @@ class _Run:
             if maybe_stored:
                 tally.possible_duplicates += 1
             self.requests += 1
-            answer = self.sender.send(request, key)
+            answer = self.sender.send(request, key, extra_headers=labels)
             if answer.outcome in (Outcome.ACKNOWLEDGED, Outcome.PERMANENT):
                 return answer
             maybe_stored = answer.outcome is Outcome.AMBIGUOUS
@@ -557,6 +606,9 @@ class _Run:
             self.ready.put((queue[0].seq, queue[0]))
         else:
             del self.queues[step.guest]
+        self.finished_seq = max(self.finished_seq, step.seq)
+        if self.late_held:
+            self._release_late()
         self.window_open.set()
         if self.reader_done and not self.queues:
             self.over.set()
