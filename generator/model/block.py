@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from generator.model.arrivals import GuestVisits
 from generator.model.assignment import assign_block
 from generator.model.conversion import ConversionPlan, Slot, Visits, plan_conversions, tail_gaps
 from generator.model.pools import POOL_SIZE
@@ -55,6 +56,7 @@ class BlockFacts:
     guest_domain: np.ndarray
     guest_browsers: np.ndarray  # first browser index, count in guest_browser_count
     guest_browser_count: np.ndarray
+    guest_since_ms: np.ndarray  # first seen: its first visit, or before the window (returning)
     # browsers
     browser_halves: np.ndarray
     browser_guest: np.ndarray
@@ -159,7 +161,7 @@ class Guests:
     last_name: np.ndarray
     domain: np.ndarray
     browser_count: np.ndarray
-    daily_rate: np.ndarray  # expected sessions a day
+    visits: GuestVisits  # new or returning, first seen, and every visit in the window
     identifies: np.ndarray  # says who it is in its first session
 
 
@@ -332,16 +334,9 @@ def _guests(world: World, rng: np.random.Generator, n: int) -> Guests:
     last_name = rng.integers(0, POOL_SIZE, n)
     domain = rng.integers(0, len(EMAIL_DOMAINS), n)
     browser_count = 1 + rng.choice(len(world.browser_shares), size=n, p=world.browser_shares)
-    sigma = population.activity_sigma
-    daily_rate = (
-        population.sessions_per_week
-        / 7.0
-        * np.exp(sigma * rng.standard_normal(n) - sigma * sigma / 2)
-    )
+    visits = world.arrivals.draw(rng, pos, world.start_ms)
     identifies = rng.random(n) < population.identify_share
-    return Guests(
-        raw, key, pos, first_name, last_name, domain, browser_count, daily_rate, identifies
-    )
+    return Guests(raw, key, pos, first_name, last_name, domain, browser_count, visits, identifies)
 
 
 def _browsers(world: World, rng: np.random.Generator, guests: Guests) -> Browsers:
@@ -359,17 +354,12 @@ def _browsers(world: World, rng: np.random.Generator, guests: Guests) -> Browser
 def _sessions(
     world: World, rng: np.random.Generator, guests: Guests, browsers: Browsers
 ) -> Sessions:
-    """How many sessions each guest has, on which of its browsers, when they start."""
-    counts = rng.poisson(guests.daily_rate * world.days)
-    S = int(counts.sum())
-    guest = np.repeat(np.arange(len(counts)), counts)
+    """Each guest's visits (arrivals.py), each on one of its browsers."""
+    guest, start = guests.visits.guest, guests.visits.start
+    S = len(guest)
     nbrowsers = guests.browser_count[guest]
     browser = browsers.first_of_guest[guest] + (rng.random(S) * nbrowsers).astype(np.int64)
     pos = guests.pos[guest]
-    start = np.empty(S, dtype=np.int64)
-    for p, clock in enumerate(world.clocks):
-        mask = pos == p
-        start[mask] = clock.sample(rng, int(mask.sum()))
     timeout = world.timeout_ms[pos]
     # A guest's sessions in time order, to find its first one.
     by_guest = np.lexsort((start, guest))
@@ -782,6 +772,7 @@ def _facts(
         guest_domain=guests.domain,
         guest_browsers=browsers.first_of_guest,
         guest_browser_count=guests.browser_count,
+        guest_since_ms=guests.visits.since_ms,
         browser_halves=uuid_halves(browsers.raw),
         browser_guest=browsers.guest,
         browser_channel=browsers.channel,

@@ -177,9 +177,13 @@ class Population(_Frozen):
     browsers_per_guest: tuple[Probability, ...] = Field(
         default=(0.7, 0.22, 0.08), alias="browsersPerGuest", min_length=1, max_length=3
     )
-    # Mean sessions a guest starts per week; each guest's own rate is lognormal around it.
-    sessions_per_week: float = Field(default=2.0, gt=0, le=500, alias="sessionsPerWeek")
+    # Guests arrive at a rate with the daily and weekly rhythm, then come back at their own
+    # rate (sessions a week, lognormal over guests around this mean) while they stay active, an
+    # exponential time of mean activeDays (generator.model.arrivals). Returning share of
+    # sessions: x / (1 + x) with x = sessionsPerWeek / 7 * activeDays.
+    sessions_per_week: float = Field(default=0.175, gt=0, le=500, alias="sessionsPerWeek")
     activity_sigma: float = Field(default=1.0, ge=0, le=3, alias="activitySigma")
+    active_days: float = Field(default=40.0, ge=0.01, le=100_000, alias="activeDays")
     identify_share: Probability = Field(default=0.3, alias="identifyShare")
 
     @field_validator("browsers_per_guest")
