@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("generate", "server", "load", "replay", "report", "formats")
+BENCHES = ("generate", "server", "load", "replay", "report", "formats", "realism")
 
 
 def main() -> int:
