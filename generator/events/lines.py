@@ -503,8 +503,9 @@ def guest_lines(r: BlockRenderer, facts: BlockFacts) -> list[bytes]:
         )
     ]
     domains = [d.encode() for d in EMAIL_DOMAINS]
+    since = iso_bytes(facts.guest_since_ms).tolist()
     out = []
-    for g, (gref, pos, fi, la, d, b0, nb) in enumerate(
+    for g, (gref, pos, fi, la, d, b0, nb, first_seen) in enumerate(
         zip(
             halves_strings(facts.guest_halves).tolist(),
             facts.guest_pos.tolist(),
@@ -513,13 +514,15 @@ def guest_lines(r: BlockRenderer, facts: BlockFacts) -> list[bytes]:
             facts.guest_domain.tolist(),
             facts.guest_browsers.tolist(),
             facts.guest_browser_count.tolist(),
+            since,
             strict=True,
         )
     ):
         first, last = p.first[pos][fi], p.last[pos][la]
         out.append(
             b'{"guestRef":"%s","type":"VISITOR","firstName":%s,"lastName":%s,"name":%s %s,'
-            b'"email":"%s.%s.%d@%s","pointOfSale":%s,"language":%s,"browsers":[%s]}'
+            b'"email":"%s.%s.%d@%s","pointOfSale":%s,"language":%s,"browsers":[%s],'
+            b'"firstSeen":"%sZ"}'
             % (
                 gref,
                 first,
@@ -535,6 +538,7 @@ def guest_lines(r: BlockRenderer, facts: BlockFacts) -> list[bytes]:
                 p.pos_name[pos],
                 p.language[pos],
                 b",".join(browsers[b0 : b0 + nb]),
+                first_seen,
             )
         )
     return out

@@ -49,6 +49,7 @@ class BlockRenderer:
         guest_refs = facts.guest_ref.tolist()
         browser_refs = facts.browser_ref.tolist()
         agents = self.world.pools.user_agents
+        since = iso_strings(facts.guest_since_ms)
         for g, gref in enumerate(guest_refs):
             pos = int(facts.guest_pos[g])
             first, last, email = self.guest_name(facts, g)
@@ -73,6 +74,7 @@ class BlockRenderer:
                     "pointOfSale": self.pos_names[pos],
                     "language": self.pos_language[pos],
                     "browsers": browsers,
+                    "firstSeen": since[g],
                 },
             )
 

@@ -127,18 +127,33 @@ def _segment_starts(keys: np.ndarray) -> np.ndarray:
 
 
 def _journeys(world: World, rng: np.random.Generator, sessions: int) -> tuple[np.ndarray, ...]:
-    """Page sequences for every session: (session, step, page code)."""
+    """Page sequences for every session: (session, step, page code). A share bounceRate of
+    sessions leave after their landing page; the others go on from it (their second page drawn
+    from the landing page's row without its leaving), then follow the chain, each with its own
+    depth: its chances to leave are the chain's times a lognormal factor (median 1, depthSigma),
+    so some sessions browse far longer than others."""
+    behaviour = world.profile.behaviour
     cum = world.chain_cumulative
     landing = np.cumsum(world.landing)
     state = np.minimum(np.searchsorted(landing, rng.random(sessions), side="right"), EXIT - 1)
+    stays = rng.random(sessions) >= behaviour.bounce_rate
+    restless = np.exp(behaviour.depth_sigma * rng.standard_normal(sessions))
     alive = np.arange(sessions)
     out_s, out_k, out_p = [], [], []
-    for step in range(world.profile.behaviour.max_pages):
+    for step in range(behaviour.max_pages):
         out_s.append(alive)
         out_k.append(np.full(len(alive), step))
         out_p.append(state)
         u = rng.random(len(alive))
-        nxt = (u[:, None] >= cum[state]).sum(axis=1)
+        going_on = cum[state, EXIT - 1]
+        if step == 0:
+            # Leaving after the landing page is the bounce draw's to decide.
+            leave = np.where(stays[alive], 0.0, 1.0)
+        else:
+            leave = np.minimum(1.0, (1.0 - going_on) * restless[alive])
+        # Leave below `leave`; above it, the chain's next page, its row scaled to the rest.
+        v = (u - leave) / np.maximum(1.0 - leave, 1e-12) * going_on
+        nxt = np.where(u < leave, EXIT, (v[:, None] >= cum[state]).sum(axis=1))
         keep = nxt < EXIT
         alive, state = alive[keep], nxt[keep]
         if len(alive) == 0:
@@ -772,7 +787,7 @@ def _facts(
         guest_domain=guests.domain,
         guest_browsers=browsers.first_of_guest,
         guest_browser_count=guests.browser_count,
-        guest_since_ms=guests.visits.since_ms,
+        guest_since_ms=_first_seen(guests, conversions, events),
         browser_halves=uuid_halves(browsers.raw),
         browser_guest=browsers.guest,
         browser_channel=browsers.channel,
@@ -796,6 +811,17 @@ def _facts(
         execution_halves=events.execution_halves,
         goal_mask=goal_mask,
     )
+
+
+def _first_seen(guests: Guests, conversions: Conversions, events: EventTable) -> np.ndarray:
+    """Per guest, when it was first seen: its first stored event if it arrives in the window
+    (as CDP counts it), else its arrival before the window."""
+    since = guests.visits.since_ms.copy()
+    # Events are in time order: a guest's first row is its first event.
+    seen, rows = np.unique(conversions.session_guest[events.session], return_index=True)
+    new = guests.visits.new[seen]
+    since[seen[new]] = events.created_ms[rows[new]]
+    return since
 
 
 def _time_order(
