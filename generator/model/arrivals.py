@@ -30,9 +30,9 @@ from statistics import NormalDist
 import numpy as np
 
 from generator.model.rhythm import SessionClock
-from generator.profile import Profile
+from generator.profile import Population, Profile
 
-__all__ = ["LEVELS", "ArrivalModel", "GuestVisits"]
+__all__ = ["LEVELS", "ArrivalModel", "GuestVisits", "rate_levels", "sessions_a_day"]
 
 LEVELS = 256
 DAY_MS = 86_400_000
@@ -54,6 +54,25 @@ class GuestVisits:
         return len(self.guest)
 
 
+def rate_levels(population: Population) -> np.ndarray:
+    """The `LEVELS` equally likely return rates (a rhythm day), lognormal quantiles of mean
+    sessionsPerWeek / 7."""
+    z = np.array([NormalDist().inv_cdf((k + 0.5) / LEVELS) for k in range(LEVELS)])
+    levels = np.exp(population.activity_sigma * z)
+    return population.sessions_per_week / 7.0 * levels / levels.mean()
+
+
+def sessions_a_day(population: Population, days: float) -> float:
+    """Sessions a day the window of `days` (of average rhythm) is expected to hold: the
+    acquisition rate that makes its guests seen `population.guests`, times the sessions each
+    arrival brings while active."""
+    levels = rate_levels(population)
+    mu = population.active_days
+    total = levels + 1.0 / mu
+    seen = days + mu * float(np.mean(levels / total * -np.expm1(-total * days)))
+    return population.guests / seen * (1.0 + mu * float(levels.mean()))
+
+
 class ArrivalModel:
     """The arrival process of one profile over one window, per point of sale."""
 
@@ -61,10 +80,7 @@ class ArrivalModel:
         population = profile.population
         self.clocks = clocks
         self.active_days = population.active_days
-        sigma = population.activity_sigma
-        z = np.array([NormalDist().inv_cdf((k + 0.5) / LEVELS) for k in range(LEVELS)])
-        levels = np.exp(sigma * z)
-        self.levels = population.sessions_per_week / 7.0 * levels / levels.mean()
+        self.levels = rate_levels(population)
         self.rhythm_days = np.array([c.rhythm_days for c in clocks])
         seen = self._seen_if_active(self.rhythm_days[:, None], self.levels[None, :])
         # Per point of sale, per unit acquisition rate: guests arriving in the window, and
@@ -105,9 +121,7 @@ class ArrivalModel:
         # The first visit in the window: an arrival anywhere in it, or a return that beat the
         # end of the guest's active time.
         race = rate + 1.0 / mu
-        first = np.where(
-            new, u[2] * days, -np.log1p(u[2] * np.expm1(-race * days)) / race
-        )
+        first = np.where(new, u[2] * days, -np.log1p(u[2] * np.expm1(-race * days)) / race)
         first = np.minimum(first, days)
         # Still active then, for an exponential time; its returns are Poisson until the window
         # or its active time ends.

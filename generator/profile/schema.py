@@ -40,6 +40,7 @@ __all__ = [
     "LoadShape",
     "Page",
     "PointOfSale",
+    "Population",
     "Profile",
     "ProfileError",
     "Variant",
