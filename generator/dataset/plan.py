@@ -86,7 +86,7 @@ def make_plan(
     pilot_world = World(profile, seed=seed, days=days, guests=pilot_guests)
     per_guest_sessions = pilot_world.arrivals.expected_sessions(pilot_world.pos_shares)
     if simulated * per_guest_sessions > PILOT_SESSIONS:
-        pilot_guests = max(256, int(PILOT_SESSIONS / per_guest_sessions))
+        pilot_guests = max(32, int(PILOT_SESSIONS / per_guest_sessions))
         pilot_world = World(profile, seed=seed, days=days, guests=pilot_guests)
     pilot_blocks = min(2, pilot_world.blocks)
     pilot = [simulate_block(pilot_world, b) for b in range(pilot_blocks)]
