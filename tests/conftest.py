@@ -53,6 +53,9 @@ def modes_data() -> dict[str, Any]:
     data = yaml.safe_load((PROFILES / "smoke.yaml").read_text())
     data["name"] = "modes"
     data["days"] = 3
+    # Guests who arrive through the window (not only ones active before it), so that every
+    # bandit period has first exposures.
+    data["population"]["activeDays"] = 1
     data["behaviour"]["catalog"] += [
         {"type": "socks", "name": "Socks", "items": 3},
         {"type": "hats", "name": "Hats", "items": 3},

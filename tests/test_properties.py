@@ -100,9 +100,12 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
         "population": {
             "guests": draw(st.integers(1, 120)),
             "sessionsPerWeek": draw(st.floats(1, 30)),
+            "activeDays": draw(st.floats(0.5, 400)),
             "identifyShare": draw(st.floats(0, 1)),
         },
         "behaviour": {
+            "bounceRate": draw(st.floats(0, 1)),
+            "depthSigma": draw(st.floats(0, 3)),
             "addToCartRate": draw(st.floats(0, 1)),
             "goalAddToCartRate": draw(st.floats(0, 1)),
             "organicPurchaseRate": draw(st.floats(0, 1)),

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import PROFILES
 
@@ -18,6 +19,7 @@ from generator.dataset import budget
 from generator.dataset.plan import PILOT_SESSIONS, PlanCache, make_plan
 from generator.dataset.writer import FEWER_EXIT, GenerateRequest, generate
 from generator.errors import CdpsimError
+from generator.model.world import World
 from generator.profile import MAX_DAYS, MAX_GUESTS, load_profile
 
 CLI = [sys.executable, "-m", "generator.cli", "generate"]
@@ -46,8 +48,8 @@ def test_an_event_count_no_population_can_hold_is_refused(
 
 def test_a_long_window_plans_with_a_bounded_pilot(monkeypatch: pytest.MonkeyPatch) -> None:
     """smoke over a year: the pilot used to be 4,096 guests over the whole window (21M
-    events, 4.6 GB); it is a week, scaled up (here with a bound ten times smaller, to be
-    quick: a few guests over a week)."""
+    events, 4.6 GB); a busy population gets fewer pilot guests, scaled up (here with a bound
+    ten times smaller, to be quick: a few dozen guests)."""
     from generator.dataset import plan as dataset_plan
 
     monkeypatch.setattr(dataset_plan, "PILOT_SESSIONS", PILOT_SESSIONS // 10)
@@ -58,8 +60,11 @@ def test_a_long_window_plans_with_a_bounded_pilot(monkeypatch: pytest.MonkeyPatc
     )
     pilot_events = sum(len(f) for f in cache._pilot.values())
     assert 0 < pilot_events < PILOT_SESSIONS // 10 * 20
-    # The estimate still scales with the window: some 14 sessions a week for 60 guests.
-    assert 60 * 14 * 52 * 3 < plan.expected < 60 * 14 * 52 * 30
+    # The estimate is the population's: 60 guests seen, each with the sessions the arrival
+    # model gives it over a year (active some 40 days at 14 a week), a few events each.
+    sessions = World(profile, days=365).arrivals.expected_sessions(np.ones(1))
+    assert 60 < sessions < 14 * 52
+    assert 60 * sessions * 3 < plan.expected < 60 * sessions * 30
 
 
 def _request(out: Path, **kwargs: object) -> GenerateRequest:

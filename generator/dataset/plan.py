@@ -29,9 +29,9 @@ __all__ = [
 ]
 
 BUCKET_TARGET = 80_000  # events a time bucket should hold: bounds the memory of sorting one
-# Sessions the pilot simulates at most (expected from the profile's rate): a long window gets a
-# shorter pilot, so that planning itself stays small (4,096 guests over 10 years would be some
-# 200M events). Typical runs stay well under it and keep their pilot, whose blocks they reuse.
+# Sessions the pilot simulates at most (expected from the arrival model): a very busy population
+# gets fewer pilot guests, so that planning itself stays small. Typical runs stay well under it
+# and keep their pilot, whose blocks they reuse.
 PILOT_SESSIONS = 60_000
 
 
@@ -79,23 +79,22 @@ def make_plan(
     if guests is not None and not 1 <= guests <= MAX_GUESTS:
         raise CdpsimError(f"guests {guests:,}: must be between 1 and {MAX_GUESTS:,}", 2)
     pilot_guests = guests or BLOCK_GUESTS * 2
-    # The pilot simulates its first two blocks at most, over the whole window; a long window
-    # gets a shorter pilot (a week at least, for the daily and weekly rhythm), scaled up.
+    # The pilot simulates its first two blocks at most, over the whole window: a guest's
+    # sessions there are bounded however long it is (arrivals.py), but a very busy population
+    # gets fewer pilot guests, scaled up.
     simulated = min(pilot_guests, 2 * BLOCK_GUESTS)
-    per_day = profile.population.sessions_per_week / 7
-    pilot_days = days
-    if simulated * per_day * days > PILOT_SESSIONS:
-        pilot_days = min(days, max(7.0, PILOT_SESSIONS / (simulated * per_day)))
-        if simulated * per_day * pilot_days > PILOT_SESSIONS:  # a very busy population
-            pilot_guests = max(256, int(PILOT_SESSIONS / (per_day * pilot_days)))
-    pilot_world = World(profile, seed=seed, days=pilot_days, guests=pilot_guests)
+    pilot_world = World(profile, seed=seed, days=days, guests=pilot_guests)
+    per_guest_sessions = pilot_world.arrivals.expected_sessions(pilot_world.pos_shares)
+    if simulated * per_guest_sessions > PILOT_SESSIONS:
+        pilot_guests = max(32, int(PILOT_SESSIONS / per_guest_sessions))
+        pilot_world = World(profile, seed=seed, days=days, guests=pilot_guests)
     pilot_blocks = min(2, pilot_world.blocks)
     pilot = [simulate_block(pilot_world, b) for b in range(pilot_blocks)]
     if cache is not None:
         cache.keep_pilot(pilot_world, pilot)
     pilot_times = np.concatenate([f.created_ms for f in pilot])
     pilot_guests = sum(pilot_world.block_size(b) for b in range(pilot_blocks))
-    per_guest = max(len(pilot_times) / pilot_guests * days / pilot_days, 1e-3)
+    per_guest = max(len(pilot_times) / pilot_guests, 1e-3)
     if guests is None:
         if events is not None:
             # Enough guests to hold the requested events with room to spare (more, relatively,
@@ -117,12 +116,7 @@ def make_plan(
     start_ms = pilot_world.start_ms
     end_ms = int(start_ms + days * 86_400_000) + 1
     inner = np.zeros(0, dtype=np.int64)
-    if pilot_days < days and buckets > 1:
-        # A shortened pilot cannot place cuts over the whole window: equal widths, which over
-        # a long window average the rhythm out.
-        cuts = np.linspace(start_ms, end_ms, buckets + 1)[1:-1]
-        inner = np.unique(np.clip(cuts.astype(np.int64), start_ms + 1, end_ms - 1))
-    elif len(pilot_times) and buckets > 1:
+    if len(pilot_times) and buckets > 1:
         cuts = np.quantile(pilot_times, np.linspace(0, 1, buckets + 1)[1:-1])
         inner = np.unique(np.clip(cuts.astype(np.int64), start_ms + 1, end_ms - 1))
     edges = (start_ms, *inner.tolist(), end_ms)

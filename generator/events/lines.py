@@ -531,8 +531,9 @@ def guest_lines(r: BlockRenderer, facts: BlockFacts) -> list[bytes]:
         )
     ]
     domains = [d.encode() for d in EMAIL_DOMAINS]
+    since = iso_bytes(facts.guest_since_ms).tolist()
     out = []
-    for g, (gref, pos, fi, la, d, b0, nb, customer) in enumerate(
+    for g, (gref, pos, fi, la, d, b0, nb, customer, first_seen) in enumerate(
         zip(
             halves_strings(facts.guest_halves).tolist(),
             facts.guest_pos.tolist(),
@@ -542,6 +543,7 @@ def guest_lines(r: BlockRenderer, facts: BlockFacts) -> list[bytes]:
             facts.guest_browsers.tolist(),
             facts.guest_browser_count.tolist(),
             identified_guests(facts).tolist(),
+            since,
             strict=True,
         )
     ):
@@ -562,8 +564,16 @@ def guest_lines(r: BlockRenderer, facts: BlockFacts) -> list[bytes]:
         else:
             who = b'"VISITOR"'
         out.append(
-            b'{"guestRef":"%s","type":%s,"pointOfSale":%s,"language":%s,"browsers":[%s]}'
-            % (gref, who, p.pos_name[pos], p.language[pos], b",".join(browsers[b0 : b0 + nb]))
+            b'{"guestRef":"%s","type":%s,"pointOfSale":%s,"language":%s,"browsers":[%s],'
+            b'"firstSeen":"%sZ"}'
+            % (
+                gref,
+                who,
+                p.pos_name[pos],
+                p.language[pos],
+                b",".join(browsers[b0 : b0 + nb]),
+                first_seen,
+            )
         )
     return out
 

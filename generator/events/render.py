@@ -69,6 +69,7 @@ class BlockRenderer:
         browser_refs = facts.browser_ref.tolist()
         agents = self.world.pools.user_agents
         customer = identified_guests(facts).tolist()
+        since = iso_strings(facts.guest_since_ms)
         for g, gref in enumerate(guest_refs):
             pos = int(facts.guest_pos[g])
             b0 = int(facts.guest_browsers[g])
@@ -93,7 +94,8 @@ class BlockRenderer:
             else:
                 record["type"] = "VISITOR"
             record.update(
-                pointOfSale=self.pos_names[pos], language=self.pos_language[pos], browsers=browsers
+                pointOfSale=self.pos_names[pos], language=self.pos_language[pos], browsers=browsers,
+                firstSeen=since[g],
             )
             yield facts.first_guest + g, record
 

@@ -27,6 +27,7 @@ import uuid
 
 import numpy as np
 
+from generator.model.arrivals import sessions_a_day
 from generator.profile import BUCKETS, Assignment, Flow, Profile
 
 __all__ = [
@@ -88,8 +89,7 @@ def bandit_impressions(profile: Profile, flow: Flow) -> float:
     assert bandit is not None
     if bandit.impressions_per_period is not None:
         return float(bandit.impressions_per_period)
-    population = profile.population
-    return population.guests * population.sessions_per_week * bandit.period_hours / 168.0
+    return sessions_a_day(profile.population, profile.days) * bandit.period_hours / 24.0
 
 
 class BanditSchedule:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from generator.model import orders as order_model
+from generator.model.arrivals import GuestVisits
 from generator.model.assignment import assign_block
 from generator.model.baskets import basket_rng, extra_items, quantities
 from generator.model.conversion import ConversionPlan, Slot, Visits, plan_conversions, tail_gaps
@@ -58,6 +59,7 @@ class BlockFacts:
     guest_domain: np.ndarray
     guest_browsers: np.ndarray  # first browser index, count in guest_browser_count
     guest_browser_count: np.ndarray
+    guest_since_ms: np.ndarray  # first seen: its first visit, or before the window (returning)
     # browsers
     browser_halves: np.ndarray
     browser_guest: np.ndarray
@@ -132,18 +134,33 @@ def _segment_starts(keys: np.ndarray) -> np.ndarray:
 
 
 def _journeys(world: World, rng: np.random.Generator, sessions: int) -> tuple[np.ndarray, ...]:
-    """Page sequences for every session: (session, step, page code)."""
+    """Page sequences for every session: (session, step, page code). A share bounceRate of
+    sessions leave after their landing page; the others go on from it (their second page drawn
+    from the landing page's row without its leaving), then follow the chain, each with its own
+    depth: its chances to leave are the chain's times a lognormal factor (median 1, depthSigma),
+    so some sessions browse far longer than others."""
+    behaviour = world.profile.behaviour
     cum = world.chain_cumulative
     landing = np.cumsum(world.landing)
     state = np.minimum(np.searchsorted(landing, rng.random(sessions), side="right"), EXIT - 1)
+    stays = rng.random(sessions) >= behaviour.bounce_rate
+    restless = np.exp(behaviour.depth_sigma * rng.standard_normal(sessions))
     alive = np.arange(sessions)
     out_s, out_k, out_p = [], [], []
-    for step in range(world.profile.behaviour.max_pages):
+    for step in range(behaviour.max_pages):
         out_s.append(alive)
         out_k.append(np.full(len(alive), step))
         out_p.append(state)
         u = rng.random(len(alive))
-        nxt = (u[:, None] >= cum[state]).sum(axis=1)
+        going_on = cum[state, EXIT - 1]
+        if step == 0:
+            # Leaving after the landing page is the bounce draw's to decide.
+            leave = np.where(stays[alive], 0.0, 1.0)
+        else:
+            leave = np.minimum(1.0, (1.0 - going_on) * restless[alive])
+        # Leave below `leave`; above it, the chain's next page, its row scaled to the rest.
+        v = (u - leave) / np.maximum(1.0 - leave, 1e-12) * going_on
+        nxt = np.where(u < leave, EXIT, (v[:, None] >= cum[state]).sum(axis=1))
         keep = nxt < EXIT
         alive, state = alive[keep], nxt[keep]
         if len(alive) == 0:
@@ -166,7 +183,7 @@ class Guests:
     last_name: np.ndarray
     domain: np.ndarray
     browser_count: np.ndarray
-    daily_rate: np.ndarray  # expected sessions a day
+    visits: GuestVisits  # new or returning, first seen, and every visit in the window
     identifies: np.ndarray  # says who it is in its first session
 
 
@@ -347,16 +364,9 @@ def _guests(world: World, rng: np.random.Generator, n: int) -> Guests:
     last_name = rng.integers(0, POOL_SIZE, n)
     domain = rng.integers(0, len(EMAIL_DOMAINS), n)
     browser_count = 1 + rng.choice(len(world.browser_shares), size=n, p=world.browser_shares)
-    sigma = population.activity_sigma
-    daily_rate = (
-        population.sessions_per_week
-        / 7.0
-        * np.exp(sigma * rng.standard_normal(n) - sigma * sigma / 2)
-    )
+    visits = world.arrivals.draw(rng, pos, world.start_ms)
     identifies = rng.random(n) < population.identify_share
-    return Guests(
-        raw, key, pos, first_name, last_name, domain, browser_count, daily_rate, identifies
-    )
+    return Guests(raw, key, pos, first_name, last_name, domain, browser_count, visits, identifies)
 
 
 def _browsers(world: World, rng: np.random.Generator, guests: Guests) -> Browsers:
@@ -376,17 +386,12 @@ def _browsers(world: World, rng: np.random.Generator, guests: Guests) -> Browser
 def _sessions(
     world: World, rng: np.random.Generator, guests: Guests, browsers: Browsers
 ) -> Sessions:
-    """How many sessions each guest has, on which of its browsers, when they start."""
-    counts = rng.poisson(guests.daily_rate * world.days)
-    S = int(counts.sum())
-    guest = np.repeat(np.arange(len(counts)), counts)
+    """Each guest's visits (arrivals.py), each on one of its browsers."""
+    guest, start = guests.visits.guest, guests.visits.start
+    S = len(guest)
     nbrowsers = guests.browser_count[guest]
     browser = browsers.first_of_guest[guest] + (rng.random(S) * nbrowsers).astype(np.int64)
     pos = guests.pos[guest]
-    start = np.empty(S, dtype=np.int64)
-    for p, clock in enumerate(world.clocks):
-        mask = pos == p
-        start[mask] = clock.sample(rng, int(mask.sum()))
     timeout = world.timeout_ms[pos]
     # A guest's sessions in time order, to find its first one.
     by_guest = np.lexsort((start, guest))
@@ -926,6 +931,7 @@ def _facts(
         guest_domain=guests.domain,
         guest_browsers=browsers.first_of_guest,
         guest_browser_count=guests.browser_count,
+        guest_since_ms=_first_seen(guests, conversions, events),
         browser_halves=uuid_halves(browsers.raw),
         browser_guest=browsers.guest,
         browser_channel=browsers.channel,
@@ -952,6 +958,17 @@ def _facts(
         failed=events.failed,
         order_status=events.order_status,
     )
+
+
+def _first_seen(guests: Guests, conversions: Conversions, events: EventTable) -> np.ndarray:
+    """Per guest, when it was first seen: its first stored event if it arrives in the window
+    (as CDP counts it), else its arrival before the window."""
+    since = guests.visits.since_ms.copy()
+    # Events are in time order: a guest's first row is its first event.
+    seen, rows = np.unique(conversions.session_guest[events.session], return_index=True)
+    new = guests.visits.new[seen]
+    since[seen[new]] = events.created_ms[rows[new]]
+    return since
 
 
 def _time_order(

@@ -1,4 +1,10 @@
-"""When sessions start: the daily and weekly curves, in each point of sale's own timezone."""
+"""When sessions start: the daily and weekly curves, in each point of sale's own timezone.
+
+A `SessionClock` also keeps the window's rhythm time ("rhythm days"): the curves' intensity summed
+over the window, scaled so that a day of average intensity counts one. A process that is Poisson
+in rhythm time follows the curves in real time, which is how guests arrive and return
+(`arrivals.py`).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ def intensity(behaviour: Behaviour, local: dt.datetime) -> float:
 
 
 class SessionClock:
-    """Samples session start times over a window, hour by hour, following the local curves."""
+    """The local curves over a window, hour by hour: maps rhythm time (0 .. `rhythm_days`) to
+    epoch ms, so that times uniform in rhythm time follow the curves."""
 
     def __init__(
         self, behaviour: Behaviour, pos: PointOfSale, start: dt.datetime, end: dt.datetime
@@ -37,14 +44,24 @@ class SessionClock:
         # The last hour may be partial.
         tail = (self.end_ms - self.start_ms) - (hours - 1) * HOUR_MS
         weights[-1] *= tail / HOUR_MS
+        # An hour of average intensity (over a whole day and week) is 1/24 rhythm day.
+        average = float(np.mean(behaviour.daily_curve) * np.mean(behaviour.weekly_curve))
         if weights.sum() <= 0:
             weights[:] = 1.0
+            average = 1.0
         self.cumulative = np.cumsum(weights) / weights.sum()
         self.hours = hours
+        self.rhythm_days = float(weights.sum() / average / 24.0)
+        self._weights = weights / weights.sum()
+        self._hour_ms = np.full(hours, HOUR_MS, dtype=np.int64)
+        self._hour_ms[-1] = tail
 
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """n session start times (epoch ms, int64) inside the window."""
-        hour = np.searchsorted(self.cumulative, rng.random(n), side="right")
-        hour = np.minimum(hour, self.hours - 1)
-        offset = (rng.random(n) * HOUR_MS).astype(np.int64)
+    def at(self, rhythm: np.ndarray) -> np.ndarray:
+        """Epoch ms (int64) of rhythm times in [0, rhythm_days]: the inverse of the curves'
+        running sum, linear inside each hour (its intensity is constant there)."""
+        x = np.clip(np.asarray(rhythm, dtype=np.float64) / self.rhythm_days, 0.0, 1.0)
+        hour = np.minimum(np.searchsorted(self.cumulative, x, side="right"), self.hours - 1)
+        before = self.cumulative[hour] - self._weights[hour]
+        within = np.clip((x - before) / np.maximum(self._weights[hour], 1e-300), 0.0, 1.0)
+        offset = (within * self._hour_ms[hour]).astype(np.int64)
         return np.minimum(self.start_ms + hour * HOUR_MS + offset, self.end_ms - 1)

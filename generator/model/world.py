@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from generator.model.agents import device_table
+from generator.model.arrivals import ArrivalModel
 from generator.model.assignment import FlowTable
 from generator.model.baskets import PriceList, single_items
 from generator.model.pools import Pools
@@ -100,6 +101,7 @@ class World:
             SessionClock(profile.behaviour, pos, self.start, self.end)
             for pos in profile.points_of_sale
         )
+        self.arrivals = ArrivalModel(profile, self.clocks)
         behaviour = profile.behaviour
         shares = np.array([p.share for p in profile.points_of_sale], dtype=float)
         self.pos_shares = shares / shares.sum()

@@ -46,6 +46,7 @@ __all__ = [
     "Orders",
     "Page",
     "PointOfSale",
+    "Population",
     "Profile",
     "ProfileError",
     "Variant",
@@ -228,9 +229,13 @@ class Population(_Frozen):
     browsers_per_guest: tuple[Probability, ...] = Field(
         default=(0.7, 0.22, 0.08), alias="browsersPerGuest", min_length=1, max_length=3
     )
-    # Mean sessions a guest starts per week; each guest's own rate is lognormal around it.
-    sessions_per_week: float = Field(default=2.0, gt=0, le=500, alias="sessionsPerWeek")
+    # Guests arrive at a rate with the daily and weekly rhythm, then come back at their own
+    # rate (sessions a week, lognormal over guests around this mean) while they stay active, an
+    # exponential time of mean activeDays (generator.model.arrivals). Returning share of
+    # sessions: x / (1 + x) with x = sessionsPerWeek / 7 * activeDays.
+    sessions_per_week: float = Field(default=0.175, gt=0, le=500, alias="sessionsPerWeek")
     activity_sigma: float = Field(default=1.0, ge=0, le=3, alias="activitySigma")
+    active_days: float = Field(default=40.0, ge=0.01, le=100_000, alias="activeDays")
     # Share of guests who say who they are in their first session; of the rest, the share of
     # those who buy that check out as guests (no IDENTITY before their order).
     identify_share: Probability = Field(default=0.03, alias="identifyShare")
@@ -308,33 +313,51 @@ class Behaviour(_Frozen):
         ),
         alias="dailyCurve",
     )
+    # Weekdays above weekends, Monday busiest (SaleCycle 2020; Doofinder).
     weekly_curve: tuple[float, ...] = Field(
-        default=(1.0, 0.95, 0.95, 1.0, 1.1, 1.2, 1.1), alias="weeklyCurve"
+        default=(1.15, 1.08, 1.04, 1.02, 0.96, 0.85, 0.90), alias="weeklyCurve"
     )
     landing: dict[Page, float] = Field(
-        default={Page.HOME: 0.5, Page.CATEGORY: 0.2, Page.PRODUCT: 0.2, Page.SEARCH: 0.1}
+        default={Page.HOME: 0.45, Page.CATEGORY: 0.2, Page.PRODUCT: 0.25, Page.SEARCH: 0.1}
     )
+    # The share of sessions that leave after their landing page; the others always see a
+    # second page (drawn from the landing page's row, leaving left out), then follow the chain.
+    bounce_rate: Probability = Field(default=0.48, alias="bounceRate")
+    # Each session's depth: the chain's chances to leave times a lognormal factor of median 1
+    # and this sigma (0: every session follows the chain as written).
+    depth_sigma: float = Field(default=1.2, ge=0, le=3, alias="depthSigma")
     # Page -> next page -> probability; what is left of each row is the chance to leave.
     transitions: dict[Page, dict[Page, float]] = Field(
         default={
-            Page.HOME: {Page.CATEGORY: 0.45, Page.SEARCH: 0.2, Page.PRODUCT: 0.15},
-            Page.CATEGORY: {Page.PRODUCT: 0.55, Page.CATEGORY: 0.15, Page.HOME: 0.05},
-            Page.PRODUCT: {Page.PRODUCT: 0.3, Page.CATEGORY: 0.2, Page.CART: 0.1, Page.SEARCH: 0.1},
-            Page.SEARCH: {Page.PRODUCT: 0.6, Page.SEARCH: 0.15},
-            Page.CART: {Page.PRODUCT: 0.3, Page.HOME: 0.1},
+            Page.HOME: {Page.CATEGORY: 0.485, Page.SEARCH: 0.213, Page.PRODUCT: 0.175},
+            Page.CATEGORY: {
+                Page.PRODUCT: 0.582,
+                Page.CATEGORY: 0.194,
+                Page.HOME: 0.078,
+                Page.SEARCH: 0.039,
+            },
+            Page.PRODUCT: {
+                Page.PRODUCT: 0.369,
+                Page.CATEGORY: 0.243,
+                Page.CART: 0.058,
+                Page.SEARCH: 0.097,
+                Page.HOME: 0.078,
+            },
+            Page.SEARCH: {Page.PRODUCT: 0.679, Page.SEARCH: 0.146, Page.CATEGORY: 0.049},
+            Page.CART: {Page.PRODUCT: 0.34, Page.CATEGORY: 0.146, Page.HOME: 0.097},
         }
     )
     max_pages: int = Field(default=40, ge=1, le=500, alias="maxPages")
     page_gap_seconds: LogNormal = Field(
-        default=LogNormal(median=35, sigma=1.0), alias="pageGapSeconds"
+        default=LogNormal(median=36, sigma=1.0), alias="pageGapSeconds"
     )
-    add_to_cart_rate: Probability = Field(default=0.12, alias="addToCartRate")
+    add_to_cart_rate: Probability = Field(default=0.09, alias="addToCartRate")
     # The organic baseline for goal products: the chance that a view of a goal product's page
     # adds it to the cart with no flow involved (such carts are bought at organicPurchaseRate, or
     # abandoned). Inside an exposed guest's attribution window the flow's conversionRate decides
     # instead, so a goal order there is always the flow's conversion.
     goal_add_to_cart_rate: Probability = Field(default=0.03, alias="goalAddToCartRate")
-    organic_purchase_rate: Probability = Field(default=0.25, alias="organicPurchaseRate")
+    organic_purchase_rate: Probability = Field(default=0.1, alias="organicPurchaseRate")
     clear_cart_rate: Probability = Field(default=0.05, alias="clearCartRate")
     force_close_rate: Probability = Field(default=0.03, alias="forceCloseRate")
     # When a converting guest buys: this share in the session of the first exposure, the rest in
