@@ -41,9 +41,6 @@ test: lint
 test-slow: $(STAMP)
 	$(VENV)/bin/pytest -m slow
 
-test-slow: $(STAMP)
-	$(VENV)/bin/pytest -m slow
-
 bench: $(STAMP)
 	$(PY) bench/run.py
 

@@ -1,4 +1,5 @@
-"""Shared test fixtures: paths to the spec and profiles, and small generated datasets."""
+"""Shared test fixtures: paths to the spec and profiles, small generated datasets, and one real
+`cdpsim load` run whose outputs several tests read."""
 
 from __future__ import annotations
 
@@ -123,3 +124,16 @@ def modes_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def modes_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small dataset of the modes profile: every assignment mode, an --events cut."""
     return make_dataset(tmp_path_factory.mktemp("modes-ds"), MODES, **MODES_SIZE)
+
+
+@pytest.fixture(scope="session")
+def journeys_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
+    """One real `cdpsim load` (journeys, one process, with --report): its exit code and report
+    directory. Shared by the tests that only read what it wrote (each run costs seconds).
+    multi-region: four points of sale, a flow shown to 10% of guests, the diurnal shape."""
+    from generator.cli import main
+
+    out = tmp_path_factory.mktemp("journeys-report")
+    args = ["--run-time", "4s", "--users", "6", "--think-time-scale", "0", "--report", str(out)]
+    code = main(["load", str(PROFILES / "multi-region.yaml"), *args])
+    return code, out

@@ -36,7 +36,8 @@ def _spec(shape: str, **kw: float) -> ShapeSpec:
 
 
 # Runs the real ProfileShape in a child: importing Locust monkey-patches the whole process with
-# gevent, which must not happen to the test session.
+# gevent, which must not happen to the test session. One child for every profile it is given
+# (each starting Locust costs seconds), each with an environment and a shape of its own.
 _TICKS = """
 import argparse, json, random, sys
 from types import SimpleNamespace
@@ -49,38 +50,55 @@ class Clocked(ProfileShape):
     def get_run_time(self):
         return self.now
 
-parser = argparse.ArgumentParser()
-add_arguments(parser)
-shape = Clocked()
-options = parser.parse_args(sys.argv[1:])
-shape.runner = SimpleNamespace(environment=Environment(parsed_options=options))
-times = [i * 0.7 for i in range(175)]
-rounds = []
-for seed in (1, 2):
-    random.Random(seed).shuffle(times)
-    ticks = {}
-    for t in times:
-        shape.now = t
-        ticks[repr(t)] = shape.tick()
-    rounds.append(ticks)
-print(json.dumps(rounds))
+by_profile = {}
+for path in sys.argv[1:]:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    shape = Clocked()
+    options = parser.parse_args(["--cdpsim-profile", path])
+    shape.runner = SimpleNamespace(environment=Environment(parsed_options=options))
+    times = [i * 0.7 for i in range(175)]
+    rounds = []
+    for seed in (1, 2):
+        random.Random(seed).shuffle(times)
+        ticks = {}
+        for t in times:
+            shape.now = t
+            ticks[repr(t)] = shape.tick()
+        rounds.append(ticks)
+    by_profile[path] = rounds
+print(json.dumps(by_profile))
 """
+_KINDS = ["steady", "step", "spike", "diurnal"]
 
 
-@pytest.mark.parametrize("kind", ["steady", "step", "spike", "diurnal"])
-def test_tick_is_a_pure_function_of_elapsed_time(kind: str, tmp_path: Path) -> None:
-    data = yaml.safe_load(Path(SMOKE).read_text())
-    data["load"] = {"shape": kind, "users": 30, "spikeUsers": 90, "runTimeSeconds": 120}
-    profile = tmp_path / "shaped.yaml"
-    profile.write_text(yaml.safe_dump(data))
+@pytest.fixture(scope="module")
+def shape_ticks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list]]:
+    """Per load shape: its profile and the real shape's ticks in two shuffled orders."""
+    directory = tmp_path_factory.mktemp("shapes")
+    paths = {}
+    for kind in _KINDS:
+        data = yaml.safe_load(Path(SMOKE).read_text())
+        data["load"] = {"shape": kind, "users": 30, "spikeUsers": 90, "runTimeSeconds": 120}
+        paths[kind] = directory / f"{kind}.yaml"
+        paths[kind].write_text(yaml.safe_dump(data))
     out = subprocess.run(
-        [sys.executable, "-c", _TICKS, "--cdpsim-profile", str(profile)],
+        [sys.executable, "-c", _TICKS, *map(str, paths.values())],
         capture_output=True,
         check=True,
         timeout=60,
     )
-    first, second = json.loads(out.stdout)
+    rounds = json.loads(out.stdout)
+    return {kind: (path, rounds[str(path)]) for kind, path in paths.items()}
+
+
+@pytest.mark.parametrize("kind", _KINDS)
+def test_tick_is_a_pure_function_of_elapsed_time(
+    kind: str, shape_ticks: dict[str, tuple[Path, list]]
+) -> None:
+    profile, (first, second) = shape_ticks[kind]
     spec = ShapeSpec.from_profile(load_profile(profile))
+    assert spec.shape == kind
     assert first == second  # two shuffled orders, the same answer at every moment
     for t, tick in first.items():
         want = users_at(spec, float(t))

@@ -28,12 +28,18 @@ def _exact(summary: dict) -> None:
     assert rec["acknowledged"] <= rec["stored"] <= rec["acknowledged"] + rec["cut_at_stop"]
 
 
-def test_journeys_one_process_report_and_exact_reconciliation(tmp_path: Path) -> None:
-    report = tmp_path / "report"
-    code = main(["load", str(SMOKE), "--run-time", "4s", "--users", "6", "--report", str(report)])
+def test_journeys_one_process_report_and_exact_reconciliation(
+    journeys_report: tuple[int, Path],
+) -> None:
+    code, report = journeys_report  # multi-region, 6 users, 4 s (conftest)
     assert code == 0
     summary = orjson.loads((report / "summary.json").read_bytes())
     _exact(summary)
+    assert summary["shape"] == "diurnal"  # the profile's shape
+    # Browsers carry the model's guest, so every flow the model ran runs at the server too
+    # (multi-region shows one flow to 10% of guests: a server's own draw would differ).
+    assert summary["flows_not_run"] == 0
+    assert summary["exit_code"] == 0 and summary["verdict"] == "held"
     for name in ("locust.html", "locust_stats.csv", "locust_failures.csv"):
         assert (report / name).is_file()
     assert summary["scenario"] == "journeys" and summary["processes"] == 1
@@ -48,6 +54,9 @@ def test_journeys_one_process_report_and_exact_reconciliation(tmp_path: Path) ->
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["p999"] <= lat["max"]
 
 
+# Slow: its claims are held fast by the one-process run above (diurnal shape, flows all run,
+# exact reconciliation, held) and the two-process ingest run below (two counter sets merged).
+@pytest.mark.slow
 def test_journeys_two_worker_processes_merge_their_tallies() -> None:
     # Four points of sale, a flow shown to 10% of guests, and the diurnal shape.
     test = LoadTest(
@@ -79,6 +88,7 @@ def test_ingest_batches_at_a_fixed_rate_on_two_processes() -> None:
         rate=2000,
     )
     summary = test.run(QUIET)
+    assert summary["counter_sets"] == 2  # one per worker: both sent, both were merged
     _exact(summary)
     assert summary["events_sent"] % 25 == 0
     assert summary["requests"] * 25 >= summary["events_acknowledged"]

@@ -295,9 +295,8 @@ def test_bad_directories_give_readable_errors(
 
 
 @pytest.fixture(scope="module")
-def load_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("load")
-    code = main(["load", str(PROFILES / "smoke.yaml"), "--run-time", "4s", "--report", str(out)])
+def load_report(journeys_report: tuple[int, Path]) -> Path:
+    code, out = journeys_report  # the load run test_load_runs reads too (conftest)
     assert code == 0
     return out
 
