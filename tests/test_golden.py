@@ -22,14 +22,14 @@ PINNED = {"numpy": "2.4.6", "Faker": "40.63.0", "orjson": "3.13.0", "python": "3
 
 GOLDEN = {
     "smoke": {
-        "events.jsonl": "c331d7f632fffe186353481ded9a7d3358d506627b15c8e5144c38ea928c13e2",
-        "guests.jsonl": "14176fc93743e4367388d8dbdbcd3334dafa202e8aa2276670be3f42b6ef6e03",
-        "manifest.json": "c13d2571585b554131bcbd1135629d7296f840ad1ad041493bd70832fe2b2095",
+        "events.jsonl": "3a7a7742e33185866d576d79290706f27b94d05d69cf9983cc76f4604e0d0785",
+        "guests.jsonl": "ef93d9174856c252e396e1f503bf7a10325b37c6d30b06842a078dcb564f92d3",
+        "manifest.json": "154f7e69c9c0f589fa38acdf97e6034a153afed958d044b1dd1b0599b1e98499",
     },
     "multi-region": {
-        "events.jsonl": "dac4dd5138cb92fdacde2f65b9d107b7f0eb3428fe45a6db1c02f0dcc4b21ba9",
-        "guests.jsonl": "7211c2fbce775943ff1499fb6cb5e36ff7a23e855bef7d9575178c5e4e7a95ce",
-        "manifest.json": "58c21cfdea2d16b6efd49848afcb7536a3b2619d0a54adc25b6f5d7a088138c0",
+        "events.jsonl": "41cc0b9f2ddc00cb6db20e60765ba690483f01db63f9086f30751c1676b1469e",
+        "guests.jsonl": "1485c66b900c717ef1964f2cdb190f22f03e0a5bacfb7d30c68e73ae5eb18a5a",
+        "manifest.json": "135c6386d9edeceb6e55912f08c6f27961f48b97e32688620c1f61f72e1906be",
     },
 }
 EVENTS = 3000

@@ -110,3 +110,16 @@ def test_every_published_figure_names_its_source_and_is_measured(tmp_path: Path)
         assert p.key in figures
         if p.low is not None:
             assert p.high is not None and p.low < p.high
+
+
+def test_the_default_profile_falls_inside_the_published_ranges(tmp_path: Path) -> None:
+    from conftest import make_dataset
+
+    figures = measure(make_dataset(tmp_path / "d", "retail-ireland")).figures
+    outside = {
+        p.key: figures[p.key]
+        for p in PUBLISHED
+        if p.low is not None and p.high is not None and not p.low <= figures[p.key] <= p.high
+    }
+    assert not outside, f"outside the published ranges: {outside}"
+    assert figures["busiest_weekday"] == "Monday"

@@ -94,7 +94,9 @@ class BlockRenderer:
             else:
                 record["type"] = "VISITOR"
             record.update(
-                pointOfSale=self.pos_names[pos], language=self.pos_language[pos], browsers=browsers,
+                pointOfSale=self.pos_names[pos],
+                language=self.pos_language[pos],
+                browsers=browsers,
                 firstSeen=since[g],
             )
             yield facts.first_guest + g, record

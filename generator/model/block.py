@@ -931,7 +931,7 @@ def _facts(
         guest_domain=guests.domain,
         guest_browsers=browsers.first_of_guest,
         guest_browser_count=guests.browser_count,
-        guest_since_ms=_first_seen(guests, conversions, events),
+        guest_since_ms=_first_seen(guests, conversions, actions, events),
         browser_halves=uuid_halves(browsers.raw),
         browser_guest=browsers.guest,
         browser_channel=browsers.channel,
@@ -960,12 +960,18 @@ def _facts(
     )
 
 
-def _first_seen(guests: Guests, conversions: Conversions, events: EventTable) -> np.ndarray:
+def _first_seen(
+    guests: Guests, conversions: Conversions, actions: Actions, events: EventTable
+) -> np.ndarray:
     """Per guest, when it was first seen: its first stored event if it arrives in the window
     (as CDP counts it), else its arrival before the window."""
     since = guests.visits.since_ms.copy()
     # Events are in time order: a guest's first row is its first event.
-    seen, rows = np.unique(conversions.session_guest[events.session], return_index=True)
+    # After-sale sessions (added last) belong to the guest of the sale they follow.
+    session_guest = np.concatenate(
+        [conversions.session_guest, conversions.session_guest[actions.after_origin]]
+    )
+    seen, rows = np.unique(session_guest[events.session], return_index=True)
     new = guests.visits.new[seen]
     since[seen[new]] = events.created_ms[rows[new]]
     return since
