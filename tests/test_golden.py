@@ -27,7 +27,7 @@ GOLDEN = {
         "manifest.json": "154f7e69c9c0f589fa38acdf97e6034a153afed958d044b1dd1b0599b1e98499",
     },
     "multi-region": {
-        "events.jsonl": "41cc0b9f2ddc00cb6db20e60765ba690483f01db63f9086f30751c1676b1469e",
+        "events.jsonl": "2388d4d582aea214d9abb52db77a3b8a00d602a02dc6e6b9084728a800ae8b60",
         "guests.jsonl": "1485c66b900c717ef1964f2cdb190f22f03e0a5bacfb7d30c68e73ae5eb18a5a",
         "manifest.json": "135c6386d9edeceb6e55912f08c6f27961f48b97e32688620c1f61f72e1906be",
     },

@@ -467,7 +467,10 @@ def _journey_events(
     gap[quick] = 1.0 + 3.0 * rng.random(int(quick.sum()))
     slow = ~view & ~quick
     gap[slow] = _lognormal(rng, 10.0, 0.6, int(slow.sum()))
-    gap = np.clip(gap, 2.0, limit)
+    # An ADD of a goal item an order goes without is dropped later, joining its gap to the
+    # next page's: so an action's gap and a page's together stay under the timeout.
+    action_cap = np.minimum(60.0, limit / 4)
+    gap = np.clip(gap, 2.0, np.where(slow, action_cap, limit - np.where(view, action_cap, 0.0)))
     gap[quick] = np.minimum(gap[quick], 4.0)
     starts = _segment_starts(x_sess)
     gap[starts == np.arange(m)] = 0.0
