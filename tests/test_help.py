@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.core import TyperArgument, TyperOption
 
-from generator.cli import main
+from generator.cli import main, root
 from generator.cli.root import command
 from generator.profile import BUNDLED
 
@@ -41,6 +41,23 @@ def test_every_option_and_argument_says_what_it_is(name: str) -> None:
     for param in cmd.params:
         if isinstance(param, TyperOption | TyperArgument):
             assert (param.help or "").strip(), f"cdpsim {name} {param.opts[0]}: no help text"
+
+
+def _described(cmd: object) -> list[tuple[object, ...]]:
+    params = getattr(cmd, "params", [])
+    return [(p.name, tuple(p.opts), p.help, p.default, p.required) for p in params]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_command_run_alone_is_the_command_of_the_whole_tree(name: str) -> None:
+    # `main` registers only the module of the command asked for (root._MODULES): that command
+    # must be the very one the whole tree has, and the module must register nothing else.
+    alone, whole = command(name), command()
+    assert sorted(alone.commands) == sorted(
+        n for n in COMMANDS if root._MODULES.get(n) == root._MODULES[name]
+    )
+    assert _described(alone.commands[name]) == _described(whole.commands[name])
+    assert alone.commands[name].help == whole.commands[name].help
 
 
 def test_a_bundled_profile_default_shows_by_name(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
+from generator.cli import loading_modules
 from generator.cli.progress import progress_bar
 from generator.cli.stopping import checked
 from generator.errors import CdpsimError
@@ -170,8 +171,9 @@ def register(app: typer.Typer) -> None:
         Shards write parts under DIR/.parts; the last shard to finish joins them.
         """
         # Imported here so that `cdpsim --help` and other commands start fast.
-        from generator.dataset.writer import GenerateRequest, Progress, generate
-        from generator.profile import load_profile, resolve_profile
+        with loading_modules():
+            from generator.dataset.writer import GenerateRequest, Progress, generate
+            from generator.profile import load_profile, resolve_profile
 
         if fmt not in ("jsonl", "jsonl.gz", "datalake", "batch"):
             raise CdpsimError(f"--format {fmt!r}: use jsonl, jsonl.gz, datalake or batch", 2)

@@ -3,6 +3,7 @@ user errors into a readable message and an exit code."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -12,31 +13,35 @@ import typer
 from rich.console import Console
 
 from generator import __version__
-from generator.cli import demo, export, generate, info, load, replay, report, serve, validate
 from generator.cli.help import tidy
 from generator.cli.stopping import stopped
 from generator.errors import CdpsimError, ProfileError
 
-__all__ = ["app", "command", "main"]
+__all__ = ["build_app", "command", "main"]  # and `app`, built when asked for
 
 if os.environ.get("CDPSIM_TEST_PAUSE_AT") == "import":
     # For tests of a Ctrl-C while the CLI's modules load (typer, rich and the package are in).
     print("cdpsim-test-pause import", file=sys.stderr, flush=True)
     time.sleep(60)
 
-app = typer.Typer(
-    name="cdpsim",
-    help="Simulate a Sitecore CDP tenant's traffic: fixture datasets, load tests, demo seeding.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-    # Sub-commands inherit it from the root context: `cdpsim generate -h` too.
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+# Each command's module, by the names of the commands it registers. A run registers only the
+# module of the command it was asked for: the others' imports (Locust's options, the server)
+# were some 50 ms of a default `generate`'s second. Help, an unknown name or no name: all.
+_MODULES = {
+    "generate": "generate",
+    "merge": "generate",
+    "export": "export",
+    "validate": "validate",
+    "serve": "serve",
+    "load": "load",
+    "replay": "replay",
+    "demo": "demo",
+    "report": "report",
+    "info": "info",
+}
 
-for module in (generate, export, validate, serve, load, replay, demo, report, info):
-    module.register(app)
+
+_HELP = "Simulate a Sitecore CDP tenant's traffic: fixture datasets, load tests, demo seeding."
 
 
 def _version(value: bool) -> None:
@@ -45,7 +50,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
@@ -54,9 +58,35 @@ def _root(
     """Simulate a Sitecore CDP tenant's traffic."""
 
 
-def command() -> Any:
-    """The click command tree typer builds from `app`, its help tidied (`help.tidy`)."""
-    return tidy(typer.main.get_command(app))
+def build_app(only: str | None = None) -> typer.Typer:
+    """The typer app: every command, or only those of the module that registers `only`."""
+    app = typer.Typer(
+        name="cdpsim",
+        help=_HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
+        # Sub-commands inherit it from the root context: `cdpsim generate -h` too.
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    names = dict.fromkeys(_MODULES.values()) if only is None else [_MODULES[only]]
+    for name in names:
+        importlib.import_module(f"generator.cli.{name}").register(app)
+    app.callback()(_root)
+    return app
+
+
+def command(only: str | None = None) -> Any:
+    """The click command tree typer builds from the app, its help tidied (`help.tidy`)."""
+    return tidy(typer.main.get_command(build_app(only)))
+
+
+def __getattr__(name: str) -> Any:
+    """`app`: the whole typer app, built when first asked for."""
+    if name == "app":
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _stopped_code(err: Console) -> int | None:
@@ -78,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None, err: Console) -> int:
     try:
         # Without standalone mode click hands back the code of a typer.Exit instead of exiting.
-        code = command()(args=argv, standalone_mode=False)
+        args = sys.argv[1:] if argv is None else argv
+        only = args[0] if args and args[0] in _MODULES else None
+        code = command(only)(args=args, standalone_mode=False)
         if isinstance(code, int):
             if code == 130 and stopped() is None:  # typer's answer to Ctrl-C
                 err.print("interrupted")

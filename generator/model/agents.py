@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 from enum import IntEnum
 from importlib import metadata, resources
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -98,10 +99,43 @@ def usable(browser: str, version: object, os: str, os_version: object) -> bool:
     return True
 
 
+_Table = tuple[tuple[tuple[str, ...], np.ndarray, tuple[tuple[str, str], ...]], ...]
+# The derived table as shipped (`write_table`): reading the source and choosing from it was
+# some 40 ms of every run; tests/test_devices.py holds the shipped table equal to `derive_table`.
+TABLE_FILE = "agent_table.json"
+
+
 @functools.cache
-def _by_device() -> tuple[tuple[tuple[str, ...], np.ndarray, tuple[tuple[str, str], ...]], ...]:
+def _by_device() -> _Table:
     """Per browser device (desktop, mobile, tablet): its distinct agents, their shares, and
-    each one's (os, os version); in the source's order."""
+    each one's (os, os version); in the source's order. The shipped table when it was derived
+    from the source installed, else derived now."""
+    shipped = orjson.loads((resources.files("generator.model") / TABLE_FILE).read_bytes())
+    if shipped["source"] != AGENT_SOURCE:
+        return derive_table()
+    return tuple(
+        (tuple(agents), np.array(weights), tuple((os, v) for os, v in systems))
+        for agents, weights, systems in shipped["devices"]
+    )
+
+
+def write_table() -> Path:
+    """Write the derived table into the package (run after upgrading fake-useragent:
+    `python -m generator.model.agents`)."""
+    table = {
+        "source": AGENT_SOURCE,
+        "devices": [
+            [list(agents), weights.tolist(), [list(s) for s in systems]]
+            for agents, weights, systems in derive_table()
+        ],
+    }
+    path = Path(__file__).with_name(TABLE_FILE)
+    path.write_bytes(orjson.dumps(table, option=orjson.OPT_INDENT_2) + b"\n")
+    return path
+
+
+def derive_table() -> _Table:
+    """`_by_device`'s table, from the source."""
     kinds: dict[str, int] = {
         "desktop": Device.DESKTOP,
         "mobile": Device.MOBILE,
@@ -176,3 +210,7 @@ def device_table(points_of_sale: tuple[PointOfSale, ...]) -> tuple[np.ndarray, n
         cum[p] = np.cumsum(share / share.sum())
         cum[p, -1] = 1.0
     return cum, channel
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_table()} from {AGENT_SOURCE}")
