@@ -121,6 +121,37 @@ def test_failed_events_are_counted_and_the_answer_key_holds(busy: Path, tmp_path
     assert "failed" in validate_dataset(d).problems
 
 
+def test_a_shop_of_two_items_fails_orders_only_as_cdp_can(tmp_path: Path) -> None:
+    # A FAILED CONFIRM lists an item its session never added: where the session added both
+    # items the shop sells there is none, and the order must not fail (this hung generate).
+    data = _smoke(
+        addToCartRate=0.9,
+        goalAddToCartRate=0.9,
+        orders={"failedShare": 1.0},
+        basket={"extraItems": 2},
+        catalog=[
+            {"type": "running_shoes", "name": "Running shoes", "items": 1, "priceRange": [60, 90]},
+            {"type": "apparel", "name": "Apparel", "items": 1, "priceRange": [15, 30]},
+        ],
+    )
+    data["flows"] = [{**data["flows"][0], "triggerPages": ["checkout"]}]
+    d = make_dataset(tmp_path / "d", parse_profile(data), guests=400)
+    report = validate_dataset(d)
+    assert not report.problems, dict(report.problems)
+    added: defaultdict[str, set[str]] = defaultdict(set)
+    outcome: dict[str, str] = {}
+    for e in _events(d):
+        if e["type"] == "ADD":
+            added[e["sessionRef"]].add(e["arbitraryData"]["product"]["item_id"])
+        elif e["type"] == "CONFIRM":
+            outcome[e["sessionRef"]] = e["status"]
+    full = [s for s in outcome if len(added[s]) == 2]
+    partial = [s for s in outcome if len(added[s]) < 2]
+    assert full and partial  # both kinds of basket, so both checks below bite
+    assert all(outcome[s] != "FAILED" for s in full)
+    assert any(outcome[s] == "FAILED" for s in partial)
+
+
 def _edit(src: Path, dst: Path, change: Any) -> Path:
     shutil.copytree(src, dst)
     path = dst / "events.jsonl"

@@ -608,7 +608,6 @@ def _actions(
         _timed(plan.extra_session, plan.extra_time, E.ADD, plan.extra_page, plan.extra_item)
     )
     failed = order_model.failures(brng, behaviour.orders, plan.order, plan.carries)
-    sold = plan.order & ~failed
     buyers = np.flatnonzero(plan.order)
     catalog = world.catalog
     other = np.flatnonzero(world.goal_flow_of_type < 0)
@@ -625,6 +624,10 @@ def _actions(
         catalog.item_price,
     )
     parts.append(_timed(basket[0], basket[1], E.ADD, _CART, basket[2]))
+    # A failed CONFIRM lists an item never added: an order whose session added every item
+    # the shop sells (a catalog of a few) cannot fail so, and does not.
+    failed &= ~_added_every_item(parts, failed, len(catalog.item_type))
+    sold = plan.order & ~failed
     for slot, etype in _ORDER_EVENTS:
         placed = sold if slot == Slot.PAYMENT else plan.order
         s = np.flatnonzero((tail[:, slot] >= 0) & placed)
@@ -715,6 +718,25 @@ def _actions(
     )
 
 
+def _added_every_item(
+    parts: list[tuple[np.ndarray, ...]], failed: np.ndarray, n_items: int
+) -> np.ndarray:
+    """Per session: a failed one whose ADDs so far (`parts`, as `_timed` makes them) hold every
+    one of the catalog's `n_items` items."""
+    full = np.zeros(len(failed), dtype=bool)
+    if not failed.any():
+        return full
+    sess = np.concatenate([p[0][p[2] == EventType.ADD] for p in parts])
+    item = np.concatenate([p[4][p[2] == EventType.ADD] for p in parts])
+    mine = failed[sess]
+    if np.count_nonzero(mine) < n_items:  # not even one session could hold them all
+        return full
+    distinct = np.unique(sess[mine] * n_items + item[mine])
+    counts = np.bincount(distinct // n_items, minlength=len(failed))[: len(failed)]
+    full[:] = counts >= n_items
+    return full
+
+
 def _never_added(
     world: World, sess: np.ndarray, kind: np.ndarray, item: np.ndarray, confirms: np.ndarray
 ) -> np.ndarray:
@@ -732,6 +754,8 @@ def _never_added(
     out = []
     for s_ in sess[confirms].tolist():
         cart = carts.get(s_, set())
+        if len(cart) >= n_items:  # `_added_every_item` keeps such orders from failing
+            raise AssertionError(f"a failed CONFIRM whose session added all {n_items} items")
         x_ = (min(cart) + 1) % n_items if cart else 0
         while x_ in cart:
             x_ = (x_ + 1) % n_items
