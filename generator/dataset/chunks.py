@@ -13,6 +13,7 @@ import numpy as np
 from generator.dataset.parts import no_cyclic_gc
 from generator.dataset.placement import Placement
 from generator.dataset.plan import Plan, PlanCache, parts_dir, sort_key
+from generator.errors import CdpsimError
 from generator.events.lines import ROW_DTYPE, render_rows, sort_rows
 from generator.events.render import BlockRenderer
 from generator.events.types import EventType
@@ -79,25 +80,13 @@ def _write_chunk(
     cache: PlanCache,
     sink: IO[bytes] | None,
 ) -> Chunk:
-    parts, extras = [], []
-    base = 0
-    for rows_path in sorted(parts_dir(out).glob(f"shard-*/w*/b{k:05d}.rows")):
-        rows = np.fromfile(rows_path, dtype=ROW_DTYPE)
-        extra = rows_path.with_suffix(".extra").read_bytes()
-        rows["extra"] += base
-        base += len(extra)
-        parts.append(rows)
-        extras.append(extra)
-    rows = np.concatenate(parts) if parts else np.zeros(0, dtype=ROW_DTYPE)
-    del parts
+    rows, blob = _read_bucket(out, k)
     order = sort_rows(rows)
     if keep is not None:
         order = order[:keep]
-    kept = rows[order]
-    del rows, order
-    slices = _slices(cache.renderer(profile, plan), kept, b"".join(extras))
+    slices = _slices(cache.renderer(profile, plan), rows, order, blob)
     # For .gz output each chunk is one whole gzip member: members concatenate into one file.
-    packer = zlib.compressobj(6, zlib.DEFLATED, 31) if plan.gzip and len(kept) else None
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31) if plan.gzip and len(order) else None
     if sink is not None:
         for text in slices:
             sink.write(packer.compress(text) if packer is not None else text)
@@ -111,11 +100,12 @@ def _write_chunk(
         _placement.write(texts, _placement.claim(k, sum(len(t) for t in texts)))
     variants = [len(f.variants) for f in profile.flows]
     exposures = np.zeros((len(variants), max(variants, default=1)), dtype=np.int64)
-    tracking = kept[kept["type"] == EventType.TRACKING]
-    np.add.at(exposures, (tracking["flow"], tracking["variant"]), 1)
-    last = kept[-1] if len(kept) else None
+    types = rows["type"][order]
+    tracking = order[types == EventType.TRACKING]
+    np.add.at(exposures, (rows["flow"][tracking], rows["variant"][tracking]), 1)
+    last = rows[order[-1]] if len(order) else None
     return Chunk(
-        counts=status_counts(kept["type"], kept["failed"]),
+        counts=status_counts(types, rows["failed"][order]),
         exposures=exposures,
         last_key=(
             sort_key(int(last["created"]), int(last["ref_hi"]), int(last["ref_lo"]))
@@ -125,7 +115,31 @@ def _write_chunk(
     )
 
 
-def _slices(renderer: BlockRenderer, kept: np.ndarray, blob: bytes) -> Iterator[bytes]:
-    """The chunk's lines as text, a slice at a time."""
-    for lo in range(0, len(kept), RENDER_SLICE):
-        yield b"".join(render_rows(renderer, kept[lo : lo + RENDER_SLICE], blob))
+def _read_bucket(out: Path, k: int) -> tuple[np.ndarray, bytes]:
+    """One bucket's rows from every shard and worker, read straight into one array (no
+    per-file arrays to concatenate: a whole copy less at the chunk's peak), each CONFIRM's
+    cart offset moved to its place in the joined side blob."""
+    paths = sorted(parts_dir(out).glob(f"shard-*/w*/b{k:05d}.rows"))
+    sizes = [path.stat().st_size // ROW_DTYPE.itemsize for path in paths]
+    rows = np.empty(sum(sizes), dtype=ROW_DTYPE)
+    extras = []
+    lo = base = 0
+    for path, n in zip(paths, sizes, strict=True):
+        with open(path, "rb") as fh:
+            if fh.readinto(rows[lo : lo + n].view(np.uint8).data) != n * ROW_DTYPE.itemsize:
+                raise CdpsimError(f"{path}: shorter than when it was written", 2)
+        extra = path.with_suffix(".extra").read_bytes()
+        rows["extra"][lo : lo + n] += base
+        base += len(extra)
+        extras.append(extra)
+        lo += n
+    return rows, b"".join(extras)
+
+
+def _slices(
+    renderer: BlockRenderer, rows: np.ndarray, order: np.ndarray, blob: bytes
+) -> Iterator[bytes]:
+    """The chunk's lines as text, in `order`, a slice at a time: each slice gathered as it is
+    rendered, so the sorted chunk never exists whole beside the read one."""
+    for lo in range(0, len(order), RENDER_SLICE):
+        yield b"".join(render_rows(renderer, rows[order[lo : lo + RENDER_SLICE]], blob))
